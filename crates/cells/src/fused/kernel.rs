@@ -1,0 +1,237 @@
+//! The fused recurrence of one layer in one direction: forward and backward over whole sequences on raw
+//! buffers, a block of batch rows per thread.
+//!
+//! Layouts (all row-major, batch first like the tensors around them):
+//! - `xp` (batch, seq, G·H): the projected inputs, `b_ih` included;
+//! - `res` (batch, seq + S, H): the outputs of every step, then the final `h` (and `c`): S = 1 or 2;
+//! - saved for the backward pass, each (batch, seq, ·): `acts` (G·H), `hprev` (H, the state each step read),
+//!   `cprev` (H, LSTM) and `aux` (H: tanh(c') for an LSTM, W_hn·h + b_hn for a GRU).
+//!
+//! Rows past their length keep their state: their outputs are zero, their activations are zero, and the
+//! backward pass carries their gradients through unchanged — PyTorch's packed sequences, without packing.
+
+use super::cell_math::{backward_row, forward_row};
+use super::gemm::{matmul, MatRef};
+use crate::CellKind;
+
+/// Sizes shared by every block of one call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dims {
+    pub cell: CellKind,
+    pub seq: usize,
+    pub hidden: usize,
+    /// Processes time from the end of each row backwards.
+    pub reverse: bool,
+}
+
+impl Dims {
+    pub fn gh(&self) -> usize {
+        self.cell.gates() * self.hidden
+    }
+    /// Final-state slots after the outputs in `res`.
+    pub fn state_slots(&self) -> usize {
+        if self.cell.has_cell_state() {
+            2
+        } else {
+            1
+        }
+    }
+    fn time(&self, step: usize) -> usize {
+        if self.reverse {
+            self.seq - 1 - step
+        } else {
+            step
+        }
+    }
+}
+
+/// The recurrent weights as the kernels read them.
+#[derive(Debug)]
+pub(crate) struct HiddenWeights<'a> {
+    /// W_hhᵀ, (H, G·H) with row stride `ld` (padded against cache-set conflicts).
+    pub w_t: &'a [f32],
+    pub ld: usize,
+    /// W_hh (G·H, H) with row stride `w_rs`.
+    pub w: &'a [f32],
+    pub w_rs: usize,
+    /// b_hh (G·H), if the layer has biases.
+    pub bias: Option<&'a [f32]>,
+}
+
+/// The saved activations of one block of rows (each buffer holds exactly that block's rows).
+#[derive(Debug)]
+pub(crate) struct SavedMut<'a> {
+    pub acts: &'a mut [f32],
+    pub hprev: &'a mut [f32],
+    pub cprev: &'a mut [f32],
+    pub aux: &'a mut [f32],
+}
+
+/// Saved activations, read-only, for the backward pass of one block.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SavedRef<'a> {
+    pub acts: &'a [f32],
+    pub hprev: &'a [f32],
+    pub cprev: &'a [f32],
+    pub aux: &'a [f32],
+}
+
+fn valid(lengths: Option<&[usize]>, row: usize, t: usize) -> bool {
+    lengths.is_none_or(|l| t < l[row])
+}
+
+/// Forward over all steps for one block of `rows` batch rows. `h0`/`c0` (rows, H) are the initial state.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn forward_block(
+    d: Dims,
+    rows: usize,
+    lengths: Option<&[usize]>,
+    xp: &[f32],
+    w: &HiddenWeights<'_>,
+    h0: &[f32],
+    c0: &[f32],
+    res: &mut [f32],
+    saved: SavedMut<'_>,
+) {
+    let (seq, hid, gh, slots) = (d.seq, d.hidden, d.gh(), d.state_slots());
+    let mut h = h0.to_vec();
+    let mut c = if d.cell.has_cell_state() {
+        c0.to_vec()
+    } else {
+        vec![0.0; rows * hid]
+    };
+    let mut ph = vec![0.0f32; rows * gh];
+    // Unused buffers of cells that need no cprev/aux are empty: give each row an empty slice then.
+    let per = |buf_len: usize| if buf_len == 0 { 0 } else { hid };
+    let (cprev_w, aux_w) = (per(saved.cprev.len()), per(saved.aux.len()));
+    for step in 0..seq {
+        let t = d.time(step);
+        matmul(
+            &mut ph,
+            gh,
+            MatRef::rows(&h, rows, hid, hid),
+            MatRef::rows(w.w_t, hid, gh, w.ld),
+            false,
+            1,
+        );
+        for b in 0..rows {
+            let at = b * seq + t;
+            let hrow = &mut h[b * hid..(b + 1) * hid];
+            saved.hprev[at * hid..(at + 1) * hid].copy_from_slice(hrow);
+            let out = &mut res[(b * (seq + slots) + t) * hid..][..hid];
+            let acts = &mut saved.acts[at * gh..(at + 1) * gh];
+            if !valid(lengths, b, t) {
+                out.fill(0.0);
+                acts.fill(0.0);
+                continue;
+            }
+            let phrow = &mut ph[b * gh..(b + 1) * gh];
+            if let Some(bias) = w.bias {
+                for (p, b) in phrow.iter_mut().zip(bias) {
+                    *p += b;
+                }
+            }
+            forward_row(
+                d.cell,
+                &xp[at * gh..(at + 1) * gh],
+                phrow,
+                hrow,
+                &mut c[b * hid..(b + 1) * hid],
+                acts,
+                &mut saved.cprev[at * cprev_w..(at + 1) * cprev_w],
+                &mut saved.aux[at * aux_w..(at + 1) * aux_w],
+            );
+            out.copy_from_slice(hrow);
+        }
+    }
+    for b in 0..rows {
+        let base = b * (seq + slots) + seq;
+        res[base * hid..(base + 1) * hid].copy_from_slice(&h[b * hid..(b + 1) * hid]);
+        if slots == 2 {
+            res[(base + 1) * hid..(base + 2) * hid].copy_from_slice(&c[b * hid..(b + 1) * hid]);
+        }
+    }
+}
+
+/// Backward over all steps for one block. `dres` (rows, seq + S, H) is the gradient of `res`. Writes `dxp`
+/// (rows, seq, G·H) and, for a GRU, `dph` (rows, seq, G·H; empty otherwise: it equals `dxp`), and returns the
+/// gradients of the initial `h` and `c` (rows, H) each.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward_block(
+    d: Dims,
+    rows: usize,
+    lengths: Option<&[usize]>,
+    w: &HiddenWeights<'_>,
+    saved: SavedRef<'_>,
+    dres: &[f32],
+    dxp: &mut [f32],
+    dph: &mut [f32],
+    dh0: &mut [f32],
+    dc0: &mut [f32],
+) {
+    let (seq, hid, gh, slots) = (d.seq, d.hidden, d.gh(), d.state_slots());
+    let separate_dph = !dph.is_empty();
+    let mut dh = vec![0.0f32; rows * hid];
+    let mut dc = vec![0.0f32; rows * hid];
+    for b in 0..rows {
+        let base = b * (seq + slots) + seq;
+        dh[b * hid..(b + 1) * hid].copy_from_slice(&dres[base * hid..(base + 1) * hid]);
+        if slots == 2 {
+            dc[b * hid..(b + 1) * hid].copy_from_slice(&dres[(base + 1) * hid..(base + 2) * hid]);
+        }
+    }
+    let mut dh_next = vec![0.0f32; rows * hid];
+    let mut dh_total = vec![0.0f32; hid];
+    let per = |buf_len: usize| if buf_len == 0 { 0 } else { hid };
+    let (cprev_w, aux_w) = (per(saved.cprev.len()), per(saved.aux.len()));
+    let mut scratch_dph = vec![0.0f32; if separate_dph { 0 } else { gh }];
+    for step in (0..seq).rev() {
+        let t = d.time(step);
+        for b in 0..rows {
+            let at = b * seq + t;
+            let dhrow = &dh[b * hid..(b + 1) * hid];
+            let next = &mut dh_next[b * hid..(b + 1) * hid];
+            if !valid(lengths, b, t) {
+                // The state passed through this step unchanged; dxp (and dph) stay zero.
+                next.copy_from_slice(dhrow);
+                continue;
+            }
+            let dout = &dres[(b * (seq + slots) + t) * hid..][..hid];
+            for ((s, a), o) in dh_total.iter_mut().zip(dhrow).zip(dout) {
+                *s = a + o;
+            }
+            let dph_row = if separate_dph {
+                &mut dph[at * gh..(at + 1) * gh]
+            } else {
+                &mut scratch_dph[..]
+            };
+            backward_row(
+                d.cell,
+                &dh_total,
+                &mut dc[b * hid..(b + 1) * hid],
+                &saved.acts[at * gh..(at + 1) * gh],
+                &saved.hprev[at * hid..(at + 1) * hid],
+                &saved.cprev[at * cprev_w..(at + 1) * cprev_w],
+                &saved.aux[at * aux_w..(at + 1) * aux_w],
+                &mut dxp[at * gh..(at + 1) * gh],
+                dph_row,
+                next,
+            );
+        }
+        // dh_prev = dh_direct + dph_t · W_hh, dph_t read in place: rows of step t lie seq·G·H apart.
+        let src: &[f32] = if separate_dph { dph } else { dxp };
+        matmul(
+            &mut dh_next,
+            hid,
+            MatRef::rows(&src[t * gh..], rows, gh, seq * gh),
+            MatRef::rows(w.w, gh, hid, w.w_rs),
+            true,
+            1,
+        );
+        std::mem::swap(&mut dh, &mut dh_next);
+    }
+    dh0.copy_from_slice(&dh);
+    if slots == 2 {
+        dc0.copy_from_slice(&dc);
+    }
+}

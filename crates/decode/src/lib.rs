@@ -1,0 +1,2 @@
+//! seqlab-decode: being written (see the issue tracker).
+#![warn(missing_docs)]

@@ -1,0 +1,2 @@
+//! seqlab-tokenize: being written (see the issue tracker).
+#![warn(missing_docs)]
