@@ -262,6 +262,7 @@ fn peak_rss_mib() -> Option<f64> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    seqlab_cells::runtime::keep_freed_memory();
     println!(
         "# seqlab {} threads={} avx512f={}",
         env!("CARGO_PKG_VERSION"),

@@ -58,7 +58,13 @@ impl DirectionWeights {
     }
 
     /// `xs·W_ihᵀ + b_ih` for every step at once. xs: (batch, seq, input) → (batch, seq, gates * hidden).
+    /// Uses the fused [`crate::linear`] op on f32 CPU tensors.
     pub fn project_inputs(&self, xs: &Tensor) -> Result<Tensor> {
+        crate::linear(xs, &self.w_ih, self.b_ih.as_ref())
+    }
+
+    /// [`DirectionWeights::project_inputs`] as plain candle ops: the composite reference path's projection.
+    pub(crate) fn project_inputs_composite(&self, xs: &Tensor) -> Result<Tensor> {
         let (batch, seq_len, input) = xs.dims3()?;
         let xs = xs.reshape((batch * seq_len, input))?;
         let mut xp = xs.matmul(&self.w_ih.t()?)?;

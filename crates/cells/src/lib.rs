@@ -33,9 +33,11 @@ mod cell;
 mod config;
 mod fused;
 mod recurrent;
+pub mod runtime;
 mod state;
 
 pub use cell::DirectionWeights;
 pub use config::{CellKind, RecurrentConfig};
+pub use fused::linear;
 pub use recurrent::Recurrent;
 pub use state::State;

@@ -193,7 +193,7 @@ impl Recurrent {
     ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
         let (_, seq_len, _) = xs.dims3()?;
         let cell = self.config.cell;
-        let xp = w.project_inputs(xs)?;
+        let xp = w.project_inputs_composite(xs)?;
         let w_hh_t = w.w_hh.t()?.contiguous()?;
         let mut h = h0.clone();
         let mut c = c0.cloned();

@@ -135,3 +135,58 @@ fn fused_matches_composite_on_random_shapes_with_lengths() {
     }
     eprintln!("worst |fused - composite| over 48 random cases: {worst:.2e}");
 }
+
+#[test]
+fn fused_linear_matches_candle_ops_and_skips_constant_inputs() {
+    let mut rng = Rng(99);
+    for (rows, k, m) in [(1, 1, 1), (7, 5, 3), (64, 96, 256), (33, 17, 9)] {
+        let x = Var::from_tensor(&rng.tensor(&[rows, k])).unwrap();
+        let w = Var::from_tensor(&rng.tensor(&[m, k])).unwrap();
+        let b = Var::from_tensor(&rng.tensor(&[m])).unwrap();
+        let r = rng.tensor(&[rows, m]);
+        let fused =
+            seqlab_cells::linear(x.as_tensor(), w.as_tensor(), Some(b.as_tensor())).unwrap();
+        let plain = x
+            .as_tensor()
+            .matmul(&w.as_tensor().t().unwrap())
+            .unwrap()
+            .broadcast_add(b.as_tensor())
+            .unwrap();
+        assert!(max_diff(&fused, &plain) < 1e-5);
+        let gf = (&fused * &r)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gp = (&plain * &r)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for v in [&x, &w, &b] {
+            let d = max_diff(
+                gf.get(v.as_tensor()).unwrap(),
+                gp.get(v.as_tensor()).unwrap(),
+            );
+            assert!(d < 1e-4, "({rows}, {k}, {m}): gradient differs by {d:e}");
+        }
+        // A constant input (a one-hot, say) gets no gradient and costs no product.
+        let constant = rng.tensor(&[rows, k]);
+        let y = seqlab_cells::linear(&constant, w.as_tensor(), Some(b.as_tensor())).unwrap();
+        let g = y.sum_all().unwrap().backward().unwrap();
+        assert!(g.get(&constant).is_none());
+        assert!(g.get(w.as_tensor()).is_some());
+    }
+    // Leading dimensions are kept.
+    let x = rng.tensor(&[2, 3, 4]);
+    let w = rng.tensor(&[5, 4]);
+    let b = rng.tensor(&[5]);
+    assert_eq!(
+        seqlab_cells::linear(&x, &w, Some(&b)).unwrap().dims(),
+        &[2, 3, 5]
+    );
+    let e = seqlab_cells::linear(&rng.tensor(&[2, 3]), &w, Some(&b)).unwrap_err();
+    assert!(e.to_string().contains("(…, 4)"), "{e}");
+}

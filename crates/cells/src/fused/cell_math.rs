@@ -10,7 +10,7 @@ use crate::CellKind;
 /// hidden state with `b_hh`. Updates `h` (and `c`) in place and records what the backward pass needs:
 /// `acts` (gates·hidden) the gate activations, `cprev` the old `c` and `aux` tanh(c') for an LSTM, `aux` the
 /// hidden part of the candidate, W_hn·h + b_hn, for a GRU.
-#[inline]
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward_row(
     cell: CellKind,
@@ -87,7 +87,7 @@ pub(crate) fn forward_row(
 /// Writes `dpx` (gates·hidden), the gradient of the projected input, `dph` that of the projected hidden state
 /// (the same as `dpx` but for a GRU's candidate block, so it is only written for a GRU), and `dh_direct`, the
 /// part of the old `h`'s gradient that does not go through W_hh (GRU only; zero otherwise).
-#[inline]
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward_row(
     cell: CellKind,

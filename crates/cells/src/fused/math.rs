@@ -10,7 +10,11 @@ pub(crate) fn exp(x: f32) -> f32 {
     // Round-to-nearest by the float magic number 1.5·2^23, branch-free.
     const MAGIC: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2E + MAGIC) - MAGIC;
+    // t's low mantissa bits hold n = round(x·log2 e) once MAGIC has pushed the fraction out: integer
+    // arithmetic on the bits gives 2^n without a float-to-int conversion, which would keep LLVM from
+    // vectorising the loops that call this.
+    let t = x * LOG2E + MAGIC;
+    let n = t - MAGIC;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.987_569_1e-4_f32;
     let p = p * r + 1.398_2e-3;
@@ -19,7 +23,8 @@ pub(crate) fn exp(x: f32) -> f32 {
     let p = p * r + 0.166_666_65;
     let p = p * r + 0.5;
     let y = p * r * r + r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let n_bits = t.to_bits().wrapping_sub(MAGIC.to_bits());
+    let scale = f32::from_bits(n_bits.wrapping_add(127) << 23);
     y * scale
 }
 

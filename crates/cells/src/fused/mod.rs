@@ -14,7 +14,10 @@
 mod cell_math;
 mod gemm;
 mod kernel;
+mod linear;
 mod math;
+
+pub use linear::linear;
 
 use std::sync::{Arc, Mutex};
 
