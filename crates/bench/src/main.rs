@@ -17,6 +17,7 @@ use candle_nn::{
     VarMap,
 };
 use clap::Parser;
+use seqlab_cells::linear as fused_linear;
 use seqlab_cells::{CellKind, Recurrent, RecurrentConfig, State};
 
 const VOCAB: usize = 96;
@@ -55,6 +56,46 @@ struct Args {
     /// Print the CSV header first.
     #[arg(long)]
     header: bool,
+    /// Only probe the matrix-multiply rate (candle's matmul, i.e. the gemm crate) at the reference's shapes.
+    #[arg(long)]
+    gemm: bool,
+}
+
+/// (M, K, N) of the PyTorch reference's probe: 1024³ and each configuration's per-step x(B×H)·Wᵀ(H×gH).
+const GEMM_SHAPES: [(usize, usize, usize); 7] = [
+    (1024, 1024, 1024),
+    (64, 64, 256),
+    (64, 256, 1024),
+    (32, 512, 2048),
+    (64, 64, 192),
+    (64, 256, 768),
+    (32, 512, 1536),
+];
+
+/// GFLOP/s of `a·bᵀ` for each shape, as `torch_rnn_bench.py --gemm` measures it.
+fn gemm_bench() -> Result<()> {
+    let dev = Device::Cpu;
+    for (m, k, n) in GEMM_SHAPES {
+        let a = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
+        let b = Tensor::randn(0f32, 1.0, (n, k), &dev)?.t()?;
+        for _ in 0..3 {
+            a.matmul(&b)?;
+        }
+        let mut iters = 0;
+        let t0 = Instant::now();
+        while t0.elapsed().as_secs_f64() < 0.5 {
+            for _ in 0..10 {
+                a.matmul(&b)?;
+            }
+            iters += 10;
+        }
+        let gflops = 2.0 * (m * k * n * iters) as f64 / t0.elapsed().as_secs_f64() / 1e9;
+        println!(
+            "# seqlab gemm {m}x{k}x{n} f32 threads={}: {gflops:.1} GFLOP/s",
+            candle_core::utils::get_num_threads()
+        );
+    }
+    Ok(())
 }
 
 /// The benchmark's model: (one-hot | embedding) → recurrent stack → linear head.
@@ -91,7 +132,21 @@ impl CharModel {
             None => one_hot(ids)?,
         };
         let (out, state) = self.rnn.forward(&xs, None, state, true)?;
-        Ok((self.head.forward(&out)?, state))
+        let logits = fused_linear(&out, self.head.weight(), self.head.bias())?;
+        Ok((logits, state))
+    }
+}
+
+impl CharModel {
+    /// One generation step: ids (batch,) u32 → logits (batch, vocab) and the next state.
+    fn step(&self, ids: &Tensor, state: &State) -> Result<(Tensor, State)> {
+        let xs = match &self.embedding {
+            Some(e) => e.forward(ids)?,
+            None => one_hot(&ids.unsqueeze(1)?)?.squeeze(1)?,
+        };
+        let (out, state) = self.rnn.step(&xs, state)?;
+        let logits = fused_linear(&out, self.head.weight(), self.head.bias())?;
+        Ok((logits, state))
     }
 }
 
@@ -143,9 +198,28 @@ fn train_bench(
     rep: usize,
     max_seconds: f64,
 ) -> Result<()> {
+    // Generation needs no gradients: plain tensors (not variables), as a model loaded from a file has, which
+    // lets the recurrent stack take its fused step (PyTorch's side runs under `torch.no_grad()`).
     let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    let model = CharModel::new(cell, hidden, layers, vb)?;
+    CharModel::new(
+        cell,
+        hidden,
+        layers,
+        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+    )?;
+    let plain = varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the parameter map is poisoned"))?
+        .iter()
+        .map(|(name, var)| (name.clone(), var.as_tensor().detach()))
+        .collect();
+    let model = CharModel::new(
+        cell,
+        hidden,
+        layers,
+        VarBuilder::from_tensors(plain, DType::F32, &Device::Cpu),
+    )?;
     let mut opt = AdamW::new(
         varmap.all_vars(),
         ParamsAdamW {
@@ -210,9 +284,28 @@ fn train_bench(
 }
 
 fn gen_bench(cell: CellKind, hidden: usize, layers: usize, rep: usize) -> Result<()> {
+    // Generation needs no gradients: plain tensors (not variables), as a model loaded from a file has, which
+    // lets the recurrent stack take its fused step (PyTorch's side runs under `torch.no_grad()`).
     let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    let model = CharModel::new(cell, hidden, layers, vb)?;
+    CharModel::new(
+        cell,
+        hidden,
+        layers,
+        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+    )?;
+    let plain = varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the parameter map is poisoned"))?
+        .iter()
+        .map(|(name, var)| (name.clone(), var.as_tensor().detach()))
+        .collect();
+    let model = CharModel::new(
+        cell,
+        hidden,
+        layers,
+        VarBuilder::from_tensors(plain, DType::F32, &Device::Cpu),
+    )?;
     let mut rng = Rng(42);
     let prompt: Vec<u32> = (0..PROMPT_LEN).map(|_| rng.below(VOCAB)).collect();
     let prompt = Tensor::from_vec(prompt, (1, PROMPT_LEN), &Device::Cpu)?;
@@ -233,10 +326,10 @@ fn gen_bench(cell: CellKind, hidden: usize, layers: usize, rep: usize) -> Result
                 }
             }
             tokens.push(next);
-            let ids = Tensor::new(&[[next]], &Device::Cpu)?;
-            let (out, s) = model.forward(&ids, Some(&state))?;
+            let ids = Tensor::new(&[next], &Device::Cpu)?;
+            let (out, s) = model.step(&ids, &state)?;
             state = s;
-            logits = out.get(0)?.get(0)?;
+            logits = out.get(0)?;
         }
         Ok(tokens)
     };
@@ -262,13 +355,16 @@ fn peak_rss_mib() -> Option<f64> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    seqlab_cells::runtime::keep_freed_memory();
+    seqlab_cells::runtime::configure();
     println!(
         "# seqlab {} threads={} avx512f={}",
         env!("CARGO_PKG_VERSION"),
         candle_core::utils::get_num_threads(),
         cfg!(target_arch = "x86_64") && std::is_x86_feature_detected!("avx512f"),
     );
+    if args.gemm {
+        return gemm_bench();
+    }
     if args.header {
         println!("{HEADER}");
     }

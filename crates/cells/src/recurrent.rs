@@ -230,6 +230,10 @@ impl Recurrent {
 
     /// One time step of a one-directional stack, for decoding: `x` (batch, input_size) and the state →
     /// the last layer's output (batch, hidden) and the next state. No dropout.
+    ///
+    /// When nothing asks for gradients (no input, state or weight is a variable or depends on one, as in a
+    /// model loaded from a file for generation), a fused CPU step runs on raw buffers; otherwise the step is
+    /// a graph of candle ops with autograd, so decoders can also be trained step by step.
     pub fn step(&self, x: &Tensor, state: &State) -> Result<(Tensor, State)> {
         if self.config.bidirectional {
             bail!(
@@ -245,6 +249,15 @@ impl Recurrent {
             );
         }
         self.validate_state(state, batch)?;
+        if crate::fused::step::applies(x, state, &self.weights) {
+            return crate::fused::step::step(
+                self.config.cell,
+                self.config.hidden_size,
+                &self.weights,
+                x,
+                state,
+            );
+        }
         let mut hs = Vec::with_capacity(self.config.num_layers);
         let mut cs = Vec::with_capacity(self.config.num_layers);
         let mut input = x.clone();

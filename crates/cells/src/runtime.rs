@@ -1,5 +1,25 @@
 //! Process-wide settings that the fused kernels' speed depends on.
 
+/// Applies every setting below. Call it once, first thing in `main`, before any thread starts.
+pub fn configure() {
+    keep_freed_memory();
+    short_candle_spin();
+}
+
+/// Makes candle's CPU worker threads park soon after each operation instead of spinning.
+///
+/// candle 0.11 runs element-wise ops on its own pool whose workers spin 25,000 times after each op before
+/// they sleep. Between candle's ops the fused kernels and gemm want both cores, and a spinning worker takes
+/// one from them (4% of a training step in profiles here). A user's own `CANDLE_BARRIER_POOL_SPIN_LIMIT`
+/// wins. Must run before candle's first CPU op (the pool reads the variable when it starts).
+pub fn short_candle_spin() {
+    const VAR: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
+    if std::env::var_os(VAR).is_none() {
+        // Called at the start of `main`, before any other thread reads the environment.
+        std::env::set_var(VAR, "500");
+    }
+}
+
 /// Asks glibc's allocator to keep freed memory for reuse instead of returning it to the kernel.
 ///
 /// A training step allocates and frees the same large buffers (activations, gradients: megabytes each) every

@@ -190,3 +190,67 @@ fn fused_linear_matches_candle_ops_and_skips_constant_inputs() {
     let e = seqlab_cells::linear(&rng.tensor(&[2, 3]), &w, Some(&b)).unwrap_err();
     assert!(e.to_string().contains("(…, 4)"), "{e}");
 }
+
+#[test]
+fn fused_step_matches_the_composite_step() {
+    let mut rng = Rng(7);
+    for cell in [
+        CellKind::Rnn,
+        CellKind::RnnRelu,
+        CellKind::Lstm,
+        CellKind::Gru,
+    ] {
+        for (layers, batch, bias) in [(1, 1, true), (2, 3, true), (3, 2, false)] {
+            let config = RecurrentConfig {
+                num_layers: layers,
+                bias,
+                ..RecurrentConfig::new(cell, 5, 70)
+            };
+            // Plain tensors: nothing tracks gradients, so `step` takes the fused path.
+            let varmap = VarMap::new();
+            Recurrent::new(
+                &config,
+                VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+            )
+            .unwrap();
+            let plain: HashMap<String, Tensor> = varmap
+                .data()
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+                .collect();
+            let fused = Recurrent::new(
+                &config,
+                VarBuilder::from_tensors(plain, DType::F32, &Device::Cpu),
+            )
+            .unwrap();
+            // The same weights as variables: the composite step.
+            let composite = Recurrent::new(
+                &config,
+                VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+            )
+            .unwrap();
+            let mut s_fused = State {
+                h: rng.tensor(&[layers, batch, 70]),
+                c: (cell == CellKind::Lstm).then(|| rng.tensor(&[layers, batch, 70])),
+            };
+            let mut s_comp = s_fused.clone();
+            for _ in 0..4 {
+                let x = rng.tensor(&[batch, 5]);
+                let (y_f, next_f) = fused.step(&x, &s_fused).unwrap();
+                let (y_c, next_c) = composite.step(&x, &s_comp).unwrap();
+                assert!(
+                    max_diff(&y_f, &y_c) < 1e-5,
+                    "{cell} layers {layers} batch {batch}"
+                );
+                assert!(max_diff(&next_f.h, &next_c.h) < 1e-5);
+                if let (Some(a), Some(b)) = (&next_f.c, &next_c.c) {
+                    assert!(max_diff(a, b) < 1e-5);
+                }
+                s_fused = next_f;
+                s_comp = next_c;
+            }
+        }
+    }
+}

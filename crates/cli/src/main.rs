@@ -25,7 +25,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    seqlab_cells::runtime::keep_freed_memory();
+    seqlab_cells::runtime::configure();
     let result = match cli.command {
         Command::Tokenizer(cmd) => tokenizer_cmd::run(cmd),
     };

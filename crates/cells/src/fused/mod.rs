@@ -1,21 +1,27 @@
 //! Fused CPU kernels for the whole-sequence path.
 //!
-//! One layer in one direction runs as: the input projection `xs·W_ihᵀ + b_ih` for all steps as one matrix
-//! product (an ordinary candle op, so autograd gives dW_ih and dxs as single large products too), then the
-//! recurrence as one candle custom op ([`RecurrenceOp`]) whose forward loops over time on raw buffers and whose
-//! hand-written backward computes, in one pass back over time, the gradients of the projected inputs and of the
-//! initial state, then dW_hh and db_hh as one product over all steps. Only the two truly sequential products
-//! (h·W_hhᵀ forward, dG·W_hh backward) run per step, on each thread's own block of batch rows.
+//! One layer in one direction is one candle custom op ([`RecurrenceOp`]). Its forward computes the input
+//! projection `xs·W_ihᵀ + b_ih` for all steps as one matrix product, then loops over time on raw buffers;
+//! its hand-written backward runs one pass back over time for the gradients of the projected inputs and the
+//! initial state, then computes dW_ih, dW_hh, the biases and dxs as single products over all steps. Only the
+//! two truly sequential products (h·W_hhᵀ forward, dG·W_hh backward) run per step, each thread on its own
+//! block of batch rows for the whole sequence, with no synchronisation between steps.
 //!
-//! The op takes three tensors: `xp` (batch, seq, G·H), `w` = W_hh (G·H, H) or [W_hh | b_hh] (G·H, H + 1), and
-//! the initial state (S, batch, H) with S = 2 for an LSTM (h, c) and 1 otherwise. It returns (batch, seq + S, H):
-//! the outputs of every step, then the final h (and c).
+//! Keeping the projection inside the op matters: as a separate candle op its (batch, seq, G·H) output and
+//! gradient would go through candle's gradient store (a zero-filled buffer and an addition each), several
+//! passes over the largest tensors of the step.
+//!
+//! The op takes three tensors: the layer input `xs` (batch, seq, in); the packed weights
+//! [W_ih | W_hh | b_ih | b_hh] (G·H, in + H + 2), or [W_ih | W_hh] (G·H, in + H) without biases, the layout
+//! cuDNN uses; and the initial state (S, batch, H) with S = 2 for an LSTM (h, c) and 1 otherwise. It returns
+//! (batch, seq + S, H): the outputs of every step, then the final h (and c).
 
 mod cell_math;
 mod gemm;
 mod kernel;
 mod linear;
 mod math;
+pub(crate) mod step;
 
 pub use linear::linear;
 
@@ -54,12 +60,14 @@ fn run_direction(
     c0: Option<&Tensor>,
     reverse: bool,
 ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
-    let (_, seq, _) = xs.dims3()?;
+    let (_, seq, input) = xs.dims3()?;
     let hidden = w.w_hh.dim(1)?;
-    let xp = w.project_inputs(xs)?.contiguous()?;
-    let w_arg = match &w.b_hh {
-        Some(b) => Tensor::cat(&[&w.w_hh, &b.unsqueeze(1)?], 1)?,
-        None => w.w_hh.contiguous()?,
+    let packed = match (&w.b_ih, &w.b_hh) {
+        (Some(b_ih), Some(b_hh)) => Tensor::cat(
+            &[&w.w_ih, &w.w_hh, &b_ih.unsqueeze(1)?, &b_hh.unsqueeze(1)?],
+            1,
+        )?,
+        _ => Tensor::cat(&[&w.w_ih, &w.w_hh], 1)?,
     };
     let state0 = match c0 {
         Some(c) => Tensor::stack(&[h0, c], 0)?,
@@ -72,11 +80,14 @@ fn run_direction(
             hidden,
             reverse,
         },
+        input,
         has_bias: w.b_hh.is_some(),
         lengths,
         saved: Mutex::new(None),
     };
-    let res = xp.apply_op3_arc(&w_arg, &state0, Arc::new(Box::new(op)))?;
+    let res = xs
+        .contiguous()?
+        .apply_op3_arc(&packed, &state0, Arc::new(Box::new(op)))?;
     let outputs = res.narrow(1, 0, seq)?;
     let h = res.narrow(1, seq, 1)?.squeeze(1)?;
     let c = if cell.has_cell_state() {
@@ -98,6 +109,8 @@ struct Saved {
 /// The recurrence of one layer in one direction as a candle custom op (see the module doc).
 struct RecurrenceOp {
     dims: Dims,
+    /// Width of the layer input.
+    input: usize,
     has_bias: bool,
     lengths: Option<Arc<[usize]>>,
     saved: Mutex<Option<Saved>>,
@@ -130,8 +143,34 @@ fn transpose_padded(w: &[f32], rows: usize, cols: usize, w_rs: usize) -> (Vec<f3
     (t, ld)
 }
 
-fn bias_column(w: &[f32], gh: usize, w_rs: usize, hidden: usize) -> Vec<f32> {
-    (0..gh).map(|r| w[r * w_rs + hidden]).collect()
+/// Column `col` of a row-major (rows × row_stride) matrix.
+fn column(w: &[f32], rows: usize, row_stride: usize, col: usize) -> Vec<f32> {
+    (0..rows).map(|r| w[r * row_stride + col]).collect()
+}
+
+/// Sums of the columns of a row-major matrix with `width` columns, written into column `col` of `dst`
+/// (row stride `dst_rs`).
+fn column_sums_into(m: &[f32], width: usize, dst: &mut [f32], dst_rs: usize, col: usize) {
+    let mut sums = vec![0.0f32; width];
+    for row in m.chunks_exact(width) {
+        for (s, v) in sums.iter_mut().zip(row) {
+            *s += v;
+        }
+    }
+    for (r, v) in sums.into_iter().enumerate() {
+        dst[r * dst_rs + col] = v;
+    }
+}
+
+fn poisoned<T>(_: T) -> candle_core::Error {
+    candle_core::Error::Msg("the fused recurrence's saved state is poisoned".into())
+}
+
+impl RecurrenceOp {
+    /// Columns of the packed weights: in + H (+ 2 bias columns).
+    fn packed_width(&self) -> usize {
+        self.input + self.dims.hidden + if self.has_bias { 2 } else { 0 }
+    }
 }
 
 impl CustomOp3 for RecurrenceOp {
@@ -149,35 +188,56 @@ impl CustomOp3 for RecurrenceOp {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let d = self.dims;
-        let (hid, gh, slots, seq) = (d.hidden, d.gh(), d.state_slots(), d.seq);
-        let (batch, seq_in, gh_in) = l1.shape().dims3()?;
-        if seq_in != seq || gh_in != gh {
+        let (hid, gh, slots, seq, input) = (d.hidden, d.gh(), d.state_slots(), d.seq, self.input);
+        let (batch, seq_in, input_in) = l1.shape().dims3()?;
+        let ldp = self.packed_width();
+        if seq_in != seq || input_in != input || l2.shape().dims() != [gh, ldp] {
             bail!(
-                "fused recurrence: projected input {:?}, expected (batch, {seq}, {gh})",
-                l1.shape()
+                "fused recurrence: input {:?} and weights {:?}, expected (batch, {seq}, {input}) and ({gh}, {ldp})",
+                l1.shape(),
+                l2.shape()
             );
         }
-        let xp = f32_slice(s1, l1, "projected input")?;
-        let w = f32_slice(s2, l2, "recurrent weight")?;
+        let xs = f32_slice(s1, l1, "layer input")?;
+        let wp = f32_slice(s2, l2, "packed weights")?;
         let state0 = f32_slice(s3, l3, "initial state")?;
-        let w_rs = if self.has_bias { hid + 1 } else { hid };
-        let (w_t, ld) = transpose_padded(w, gh, hid, w_rs);
-        let bias = self.has_bias.then(|| bias_column(w, gh, w_rs, hid));
+        let threads = candle_core::utils::get_num_threads();
+
+        // The input projection of every step at once: xp = xs·W_ihᵀ + b_ih, (batch·seq, G·H).
+        let bt = batch * seq;
+        let mut xp = vec![0.0f32; bt * gh];
+        if self.has_bias {
+            let b_ih = column(wp, gh, ldp, input + hid);
+            for row in xp.chunks_exact_mut(gh) {
+                row.copy_from_slice(&b_ih);
+            }
+        }
+        gemm::matmul(
+            &mut xp,
+            gh,
+            gemm::MatRef::rows(xs, bt, input, input),
+            gemm::MatRef::rows(wp, gh, input, ldp).t(),
+            self.has_bias,
+            threads,
+        );
+
+        let (w_t, ld) = transpose_padded(&wp[input..], gh, hid, ldp);
+        let b_hh = self.has_bias.then(|| column(wp, gh, ldp, input + hid + 1));
         let weights = HiddenWeights {
             w_t: &w_t,
             ld,
-            w,
-            w_rs,
-            bias: bias.as_deref(),
+            w: &wp[input..],
+            w_rs: ldp,
+            bias: b_hh.as_deref(),
         };
         let lstm = d.cell.has_cell_state();
         let gru = d.cell == CellKind::Gru;
         let mut res = vec![0.0f32; batch * (seq + slots) * hid];
         let mut saved = Saved {
-            acts: vec![0.0; batch * seq * gh],
-            hprev: vec![0.0; batch * seq * hid],
-            cprev: vec![0.0; if lstm { batch * seq * hid } else { 0 }],
-            aux: vec![0.0; if lstm || gru { batch * seq * hid } else { 0 }],
+            acts: vec![0.0; bt * gh],
+            hprev: vec![0.0; bt * hid],
+            cprev: vec![0.0; if lstm { bt * hid } else { 0 }],
+            aux: vec![0.0; if lstm || gru { bt * hid } else { 0 }],
         };
         let (h0, c0) = state0.split_at(batch * hid);
         let rows = block_rows(batch);
@@ -210,51 +270,49 @@ impl CustomOp3 for RecurrenceOp {
                 scope.spawn(move || forward_block(d, n, lengths, xp, weights, h0, c0, res, saved));
             }
         });
-        *self
-            .saved
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("poisoned".into()))? = Some(saved);
+        *self.saved.lock().map_err(poisoned)? = Some(saved);
         Ok((CpuStorage::F32(res), Shape::from((batch, seq + slots, hid))))
     }
 
     fn bwd(
         &self,
-        _xp: &Tensor,
-        w: &Tensor,
+        xs: &Tensor,
+        packed: &Tensor,
         state0: &Tensor,
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let d = self.dims;
-        let (hid, gh, slots, seq) = (d.hidden, d.gh(), d.state_slots(), d.seq);
-        let saved = self
-            .saved
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("poisoned".into()))?
-            .take();
-        let Some(saved) = saved else {
+        let (hid, gh, slots, seq, input) = (d.hidden, d.gh(), d.state_slots(), d.seq, self.input);
+        let ldp = self.packed_width();
+        let Some(saved) = self.saved.lock().map_err(poisoned)?.take() else {
             bail!("the fused recurrence's backward pass ran twice on one forward pass");
         };
         let batch = state0.dim(1)?;
+        let bt = batch * seq;
+        let threads = candle_core::utils::get_num_threads();
         let grad_res = grad_res.contiguous()?;
         let (dres_storage, dres_layout) = grad_res.storage_and_layout();
-        let (w_storage, w_layout) = w.storage_and_layout();
-        let (Storage::Cpu(dres_cpu), Storage::Cpu(w_cpu)) = (&*dres_storage, &*w_storage) else {
+        let (w_storage, w_layout) = packed.storage_and_layout();
+        let (x_storage, x_layout) = xs.storage_and_layout();
+        let (Storage::Cpu(dres_cpu), Storage::Cpu(w_cpu), Storage::Cpu(x_cpu)) =
+            (&*dres_storage, &*w_storage, &*x_storage)
+        else {
             bail!("the fused recurrence runs on the CPU only");
         };
         let dres = f32_slice(dres_cpu, dres_layout, "output gradient")?;
-        let wv = f32_slice(w_cpu, w_layout, "recurrent weight")?;
-        let w_rs = if self.has_bias { hid + 1 } else { hid };
+        let wp = f32_slice(w_cpu, w_layout, "packed weights")?;
+        let xv = f32_slice(x_cpu, x_layout, "layer input")?;
         let weights = HiddenWeights {
             w_t: &[],
             ld: 0,
-            w: wv,
-            w_rs,
+            w: &wp[input..],
+            w_rs: ldp,
             bias: None,
         };
         let gru = d.cell == CellKind::Gru;
-        let mut dxp = vec![0.0f32; batch * seq * gh];
-        let mut dph = vec![0.0f32; if gru { batch * seq * gh } else { 0 }];
+        let mut dxp = vec![0.0f32; bt * gh];
+        let mut dph = vec![0.0f32; if gru { bt * gh } else { 0 }];
         let mut dh0 = vec![0.0f32; batch * hid];
         let mut dc0 = vec![0.0f32; if slots == 2 { batch * hid } else { 0 }];
         let rows = block_rows(batch);
@@ -289,37 +347,55 @@ impl CustomOp3 for RecurrenceOp {
             }
         });
         drop(dres_storage);
-        drop(w_storage);
 
-        // dW_hh = Σ over every (row, step) of dphᵀ·h_prev: one product over batch·seq; db_hh its column sums.
+        // Every weight gradient is one product over all batch·seq rows: dW_ih = dxpᵀ·xs,
+        // dW_hh = dphᵀ·h_prev (dph is dxp but for a GRU's candidate block); the biases are column sums.
         let dph_all: &[f32] = if gru { &dph } else { &dxp };
-        let bt = batch * seq;
-        let mut dw = vec![0.0f32; gh * w_rs];
+        let mut dw = vec![0.0f32; gh * ldp];
         gemm::matmul(
             &mut dw,
-            w_rs,
+            ldp,
+            gemm::MatRef::rows(&dxp, bt, gh, gh).t(),
+            gemm::MatRef::rows(xv, bt, input, input),
+            false,
+            threads,
+        );
+        gemm::matmul(
+            &mut dw[input..],
+            ldp,
             gemm::MatRef::rows(dph_all, bt, gh, gh).t(),
             gemm::MatRef::rows(&saved.hprev, bt, hid, hid),
             false,
-            candle_core::utils::get_num_threads(),
+            threads,
         );
         if self.has_bias {
-            let mut db = vec![0.0f32; gh];
-            for row in dph_all.chunks_exact(gh) {
-                for (s, v) in db.iter_mut().zip(row) {
-                    *s += v;
-                }
-            }
-            for (r, v) in db.into_iter().enumerate() {
-                dw[r * w_rs + hid] = v;
-            }
+            column_sums_into(&dxp, gh, &mut dw, ldp, input + hid);
+            column_sums_into(dph_all, gh, &mut dw, ldp, input + hid + 1);
         }
+        // dxs = dxp·W_ih, only when the input needs a gradient (a one-hot input does not).
+        let dxs = if xs.track_op() {
+            let mut dxs = vec![0.0f32; bt * input];
+            gemm::matmul(
+                &mut dxs,
+                input,
+                gemm::MatRef::rows(&dxp, bt, gh, gh),
+                gemm::MatRef::rows(wp, gh, input, ldp),
+                false,
+                threads,
+            );
+            Some(dxs)
+        } else {
+            None
+        };
+        drop((w_storage, x_storage));
         let dev = state0.device();
-        let dxp = Tensor::from_vec(dxp, (batch, seq, gh), dev)?;
-        let dw = Tensor::from_vec(dw, (gh, w_rs), dev)?;
+        let dxs = dxs
+            .map(|v| Tensor::from_vec(v, (batch, seq, input), dev))
+            .transpose()?;
+        let dw = Tensor::from_vec(dw, (gh, ldp), dev)?;
         let mut dstate = dh0;
         dstate.extend_from_slice(&dc0);
         let dstate = Tensor::from_vec(dstate, (slots, batch, hid), dev)?;
-        Ok((Some(dxp), Some(dw), Some(dstate)))
+        Ok((dxs, Some(dw), Some(dstate)))
     }
 }
