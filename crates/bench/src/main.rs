@@ -198,28 +198,9 @@ fn train_bench(
     rep: usize,
     max_seconds: f64,
 ) -> Result<()> {
-    // Generation needs no gradients: plain tensors (not variables), as a model loaded from a file has, which
-    // lets the recurrent stack take its fused step (PyTorch's side runs under `torch.no_grad()`).
     let varmap = VarMap::new();
-    CharModel::new(
-        cell,
-        hidden,
-        layers,
-        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
-    )?;
-    let plain = varmap
-        .data()
-        .lock()
-        .map_err(|_| anyhow::anyhow!("the parameter map is poisoned"))?
-        .iter()
-        .map(|(name, var)| (name.clone(), var.as_tensor().detach()))
-        .collect();
-    let model = CharModel::new(
-        cell,
-        hidden,
-        layers,
-        VarBuilder::from_tensors(plain, DType::F32, &Device::Cpu),
-    )?;
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let model = CharModel::new(cell, hidden, layers, vb)?;
     let mut opt = AdamW::new(
         varmap.all_vars(),
         ParamsAdamW {
