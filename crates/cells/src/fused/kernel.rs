@@ -56,6 +56,8 @@ pub(crate) struct HiddenWeights<'a> {
     pub w_rs: usize,
     /// b_hh (G·H), if the layer has biases.
     pub bias: Option<&'a [f32]>,
+    /// b_ih (G·H), if the layer has biases: added to each projected input row as the step reaches it.
+    pub bias_x: Option<&'a [f32]>,
 }
 
 /// The saved activations of one block of rows (each buffer holds exactly that block's rows).
@@ -124,7 +126,7 @@ multiversion! {
         d: Dims,
         rows: usize,
         lengths: Option<&[usize]>,
-        xp: &[f32],
+        xp: &mut [f32],
         w: &HiddenWeights<'_>,
         h0: &[f32],
         c0: &[f32],
@@ -148,6 +150,8 @@ multiversion! {
         dph: &mut [f32],
         dh0: &mut [f32],
         dc0: &mut [f32],
+        db_x: &mut [f32],
+        db_h: &mut [f32],
     )
 }
 
@@ -157,7 +161,7 @@ fn forward_block_impl(
     d: Dims,
     rows: usize,
     lengths: Option<&[usize]>,
-    xp: &[f32],
+    xp: &mut [f32],
     w: &HiddenWeights<'_>,
     h0: &[f32],
     c0: &[f32],
@@ -202,9 +206,15 @@ fn forward_block_impl(
                     *p += b;
                 }
             }
+            let pxrow = &mut xp[at * gh..(at + 1) * gh];
+            if let Some(bias) = w.bias_x {
+                for (p, b) in pxrow.iter_mut().zip(bias) {
+                    *p += b;
+                }
+            }
             forward_row(
                 d.cell,
-                &xp[at * gh..(at + 1) * gh],
+                pxrow,
                 phrow,
                 hrow,
                 &mut c[b * hid..(b + 1) * hid],
@@ -237,6 +247,8 @@ fn backward_block_impl(
     dph: &mut [f32],
     dh0: &mut [f32],
     dc0: &mut [f32],
+    db_x: &mut [f32],
+    db_h: &mut [f32],
 ) {
     let (seq, hid, gh, slots) = (d.seq, d.hidden, d.gh(), d.state_slots());
     let separate_dph = !dph.is_empty();
@@ -261,8 +273,13 @@ fn backward_block_impl(
             let dhrow = &dh[b * hid..(b + 1) * hid];
             let next = &mut dh_next[b * hid..(b + 1) * hid];
             if !valid(lengths, b, t) {
-                // The state passed through this step unchanged; dxp (and dph) stay zero.
+                // The state passed through this step unchanged: its rows of dxp (and dph) are zero (written
+                // here: the buffers come from the pool with stale contents).
                 next.copy_from_slice(dhrow);
+                dxp[at * gh..(at + 1) * gh].fill(0.0);
+                if separate_dph {
+                    dph[at * gh..(at + 1) * gh].fill(0.0);
+                }
                 continue;
             }
             let dout = &dres[(b * (seq + slots) + t) * hid..][..hid];
@@ -286,6 +303,20 @@ fn backward_block_impl(
                 dph_row,
                 next,
             );
+            // The bias gradients are the column sums of dxp and dph: summed here while the rows are hot.
+            if !db_x.is_empty() {
+                for (s, v) in db_x.iter_mut().zip(&dxp[at * gh..(at + 1) * gh]) {
+                    *s += v;
+                }
+                let dph_row: &[f32] = if separate_dph {
+                    &dph[at * gh..(at + 1) * gh]
+                } else {
+                    &dxp[at * gh..(at + 1) * gh]
+                };
+                for (s, v) in db_h.iter_mut().zip(dph_row) {
+                    *s += v;
+                }
+            }
         }
         // dh_prev = dh_direct + dph_t · W_hh, dph_t read in place: rows of step t lie seq·G·H apart.
         let src: &[f32] = if separate_dph { dph } else { dxp };

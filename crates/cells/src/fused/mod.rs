@@ -21,6 +21,7 @@ mod gemm;
 mod kernel;
 mod linear;
 mod math;
+mod pool;
 pub(crate) mod step;
 
 pub use linear::linear;
@@ -98,12 +99,21 @@ fn run_direction(
     Ok((outputs, h, c))
 }
 
-/// What the forward pass keeps for the backward pass, each (batch, seq, ·).
+/// What the forward pass keeps for the backward pass, each (batch, seq, ·). Its buffers return to the pool
+/// when it is dropped (after the backward pass, or with the graph).
 struct Saved {
     acts: Vec<f32>,
     hprev: Vec<f32>,
     cprev: Vec<f32>,
     aux: Vec<f32>,
+}
+
+impl Drop for Saved {
+    fn drop(&mut self) {
+        for v in [&mut self.acts, &mut self.hprev, &mut self.cprev, &mut self.aux] {
+            pool::give(std::mem::take(v));
+        }
+    }
 }
 
 /// The recurrence of one layer in one direction as a candle custom op (see the module doc).
@@ -148,20 +158,6 @@ fn column(w: &[f32], rows: usize, row_stride: usize, col: usize) -> Vec<f32> {
     (0..rows).map(|r| w[r * row_stride + col]).collect()
 }
 
-/// Sums of the columns of a row-major matrix with `width` columns, written into column `col` of `dst`
-/// (row stride `dst_rs`).
-fn column_sums_into(m: &[f32], width: usize, dst: &mut [f32], dst_rs: usize, col: usize) {
-    let mut sums = vec![0.0f32; width];
-    for row in m.chunks_exact(width) {
-        for (s, v) in sums.iter_mut().zip(row) {
-            *s += v;
-        }
-    }
-    for (r, v) in sums.into_iter().enumerate() {
-        dst[r * dst_rs + col] = v;
-    }
-}
-
 fn poisoned<T>(_: T) -> candle_core::Error {
     candle_core::Error::Msg("the fused recurrence's saved state is poisoned".into())
 }
@@ -204,24 +200,20 @@ impl CustomOp3 for RecurrenceOp {
         let threads = candle_core::utils::get_num_threads();
 
         // The input projection of every step at once: xp = xs·W_ihᵀ + b_ih, (batch·seq, G·H).
+        // (b_ih is added row by row in the kernel, while each row is hot.)
         let bt = batch * seq;
-        let mut xp = vec![0.0f32; bt * gh];
-        if self.has_bias {
-            let b_ih = column(wp, gh, ldp, input + hid);
-            for row in xp.chunks_exact_mut(gh) {
-                row.copy_from_slice(&b_ih);
-            }
-        }
+        let mut xp = pool::take(bt * gh);
         gemm::matmul(
             &mut xp,
             gh,
             gemm::MatRef::rows(xs, bt, input, input),
             gemm::MatRef::rows(wp, gh, input, ldp).t(),
-            self.has_bias,
+            false,
             threads,
         );
 
         let (w_t, ld) = transpose_padded(&wp[input..], gh, hid, ldp);
+        let b_ih = self.has_bias.then(|| column(wp, gh, ldp, input + hid));
         let b_hh = self.has_bias.then(|| column(wp, gh, ldp, input + hid + 1));
         let weights = HiddenWeights {
             w_t: &w_t,
@@ -229,15 +221,16 @@ impl CustomOp3 for RecurrenceOp {
             w: &wp[input..],
             w_rs: ldp,
             bias: b_hh.as_deref(),
+            bias_x: b_ih.as_deref(),
         };
         let lstm = d.cell.has_cell_state();
         let gru = d.cell == CellKind::Gru;
         let mut res = vec![0.0f32; batch * (seq + slots) * hid];
         let mut saved = Saved {
-            acts: vec![0.0; bt * gh],
-            hprev: vec![0.0; bt * hid],
-            cprev: vec![0.0; if lstm { bt * hid } else { 0 }],
-            aux: vec![0.0; if lstm || gru { bt * hid } else { 0 }],
+            acts: pool::take(bt * gh),
+            hprev: pool::take(bt * hid),
+            cprev: pool::take(if lstm { bt * hid } else { 0 }),
+            aux: pool::take(if lstm || gru { bt * hid } else { 0 }),
         };
         let (h0, c0) = state0.split_at(batch * hid);
         let rows = block_rows(batch);
@@ -246,7 +239,7 @@ impl CustomOp3 for RecurrenceOp {
             let mut cprev = saved.cprev.chunks_mut(chunk(hid));
             let mut aux = saved.aux.chunks_mut(chunk(hid));
             let blocks = xp
-                .chunks(rows * seq * gh)
+                .chunks_mut(rows * seq * gh)
                 .zip(res.chunks_mut(rows * (seq + slots) * hid))
                 .zip(saved.acts.chunks_mut(rows * seq * gh))
                 .zip(saved.hprev.chunks_mut(rows * seq * hid))
@@ -270,6 +263,7 @@ impl CustomOp3 for RecurrenceOp {
                 scope.spawn(move || forward_block(d, n, lengths, xp, weights, h0, c0, res, saved));
             }
         });
+        pool::give(xp);
         *self.saved.lock().map_err(poisoned)? = Some(saved);
         Ok((CpuStorage::F32(res), Shape::from((batch, seq + slots, hid))))
     }
@@ -309,19 +303,25 @@ impl CustomOp3 for RecurrenceOp {
             w: &wp[input..],
             w_rs: ldp,
             bias: None,
+            bias_x: None,
         };
         let gru = d.cell == CellKind::Gru;
-        let mut dxp = vec![0.0f32; bt * gh];
-        let mut dph = vec![0.0f32; if gru { bt * gh } else { 0 }];
+        let mut dxp = pool::take(bt * gh);
+        let mut dph = pool::take(if gru { bt * gh } else { 0 });
         let mut dh0 = vec![0.0f32; batch * hid];
         let mut dc0 = vec![0.0f32; if slots == 2 { batch * hid } else { 0 }];
         let rows = block_rows(batch);
+        let blocks_n = batch.div_ceil(rows);
+        // Per-block partial sums of the bias gradients (b_ih, b_hh), combined below.
+        let bias_len = if self.has_bias { gh } else { 0 };
+        let mut db = vec![0.0f32; blocks_n * 2 * bias_len];
         let chunk = |n: usize| (rows * seq * n).max(1);
         std::thread::scope(|scope| {
             let mut cprev = saved.cprev.chunks(chunk(hid));
             let mut aux = saved.aux.chunks(chunk(hid));
             let mut dph_blocks = dph.chunks_mut(chunk(gh));
             let mut dc0_blocks = dc0.chunks_mut((rows * hid).max(1));
+            let mut db_blocks = db.chunks_mut((2 * bias_len).max(1));
             let blocks = dxp
                 .chunks_mut(rows * seq * gh)
                 .zip(dres.chunks(rows * (seq + slots) * hid))
@@ -340,9 +340,12 @@ impl CustomOp3 for RecurrenceOp {
                 };
                 let dph = dph_blocks.next().unwrap_or_default();
                 let dc0 = dc0_blocks.next().unwrap_or_default();
+                let (db_x, db_h) = db_blocks.next().unwrap_or_default().split_at_mut(bias_len);
                 let weights = &weights;
                 scope.spawn(move || {
-                    backward_block(d, n, lengths, weights, saved, dres, dxp, dph, dh0, dc0)
+                    backward_block(
+                        d, n, lengths, weights, saved, dres, dxp, dph, dh0, dc0, db_x, db_h,
+                    )
                 });
             }
         });
@@ -369,8 +372,15 @@ impl CustomOp3 for RecurrenceOp {
             threads,
         );
         if self.has_bias {
-            column_sums_into(&dxp, gh, &mut dw, ldp, input + hid);
-            column_sums_into(dph_all, gh, &mut dw, ldp, input + hid + 1);
+            for r in 0..gh {
+                let (mut sx, mut sh) = (0.0f32, 0.0f32);
+                for block in db.chunks_exact(2 * gh) {
+                    sx += block[r];
+                    sh += block[gh + r];
+                }
+                dw[r * ldp + input + hid] = sx;
+                dw[r * ldp + input + hid + 1] = sh;
+            }
         }
         // dxs = dxp·W_ih, only when the input needs a gradient (a one-hot input does not).
         let dxs = if xs.track_op() {
@@ -388,6 +398,8 @@ impl CustomOp3 for RecurrenceOp {
             None
         };
         drop((w_storage, x_storage));
+        pool::give(dxp);
+        pool::give(dph);
         let dev = state0.device();
         let dxs = dxs
             .map(|v| Tensor::from_vec(v, (batch, seq, input), dev))
