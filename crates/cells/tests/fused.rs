@@ -200,11 +200,17 @@ fn fused_step_matches_the_composite_step() {
         CellKind::Lstm,
         CellKind::Gru,
     ] {
-        for (layers, batch, bias) in [(1, 1, true), (2, 3, true), (3, 2, false)] {
+        // Hidden 70 runs on one thread; hidden 300 (weights past the threshold) splits rows across two.
+        for (layers, batch, bias, hidden) in [
+            (1, 1, true, 70),
+            (2, 3, true, 70),
+            (3, 2, false, 70),
+            (2, 2, true, 300),
+        ] {
             let config = RecurrentConfig {
                 num_layers: layers,
                 bias,
-                ..RecurrentConfig::new(cell, 5, 70)
+                ..RecurrentConfig::new(cell, 5, hidden)
             };
             // Plain tensors: nothing tracks gradients, so `step` takes the fused path.
             let varmap = VarMap::new();
@@ -232,8 +238,8 @@ fn fused_step_matches_the_composite_step() {
             )
             .unwrap();
             let mut s_fused = State {
-                h: rng.tensor(&[layers, batch, 70]),
-                c: (cell == CellKind::Lstm).then(|| rng.tensor(&[layers, batch, 70])),
+                h: rng.tensor(&[layers, batch, hidden]),
+                c: (cell == CellKind::Lstm).then(|| rng.tensor(&[layers, batch, hidden])),
             };
             let mut s_comp = s_fused.clone();
             for _ in 0..4 {

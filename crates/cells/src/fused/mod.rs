@@ -16,6 +16,44 @@
 //! cuDNN uses; and the initial state (S, batch, H) with S = 2 for an LSTM (h, c) and 1 otherwise. It returns
 //! (batch, seq + S, H): the outputs of every step, then the final h (and c).
 
+/// Compiles `$name` three times over the `#[inline(always)]` body `$body`: for AVX-512, for AVX2 with FMA,
+/// and for the baseline, and picks one at run time, so that the element-wise loops vectorise as wide as the
+/// CPU allows while the binary runs on any x86-64 (and any other architecture).
+macro_rules! multiversion {
+    ($(#[$doc:meta])* fn $name:ident => $body:ident ( $($arg:ident : $ty:ty),* $(,)? )) => {
+        $(#[$doc])*
+        #[allow(clippy::too_many_arguments)]
+        pub(crate) fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                fn v4($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                fn v3($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx512f")
+                    && std::is_x86_feature_detected!("avx512vl")
+                    && std::is_x86_feature_detected!("avx512dq")
+                    && std::is_x86_feature_detected!("avx512bw")
+                {
+                    // SAFETY: the CPU has every feature `v4` is compiled for.
+                    return unsafe { v4($($arg),*) };
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU has every feature `v3` is compiled for.
+                    return unsafe { v3($($arg),*) };
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
 mod cell_math;
 mod gemm;
 mod kernel;
@@ -110,7 +148,12 @@ struct Saved {
 
 impl Drop for Saved {
     fn drop(&mut self) {
-        for v in [&mut self.acts, &mut self.hprev, &mut self.cprev, &mut self.aux] {
+        for v in [
+            &mut self.acts,
+            &mut self.hprev,
+            &mut self.cprev,
+            &mut self.aux,
+        ] {
             pool::give(std::mem::take(v));
         }
     }

@@ -39,14 +39,60 @@ fn with_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     }
 }
 
-/// out[b, r] = bias[r] + Σ_k w[r, k]·x[b, k] for every batch row b: w (rows × k) row-major.
+/// out[b, r] = bias[r] + Σ_k w[r, k]·x[b, k] for every batch row b: w (rows × k) row-major, out (batch ×
+/// rows). Large weights are split in two halves of rows, one per thread: a step is bound by reading the
+/// weights, and two cores read twice as fast.
 fn matvec(w: &[f32], k: usize, bias: Option<&[f32]>, xs: &[f32], out: &mut [f32], rows: usize) {
     let batch = xs.len() / k;
+    let mut out_t = vec![0.0f32; rows * batch];
+    let half = rows / 2;
+    if rows * k >= PARALLEL_ELEMENTS && candle_core::utils::get_num_threads() > 1 {
+        let (lo, hi) = out_t.split_at_mut(half * batch);
+        rayon::join(
+            || matvec_rows(w, k, bias, xs, lo, 0..half),
+            || matvec_rows(w, k, bias, xs, hi, half..rows),
+        );
+    } else {
+        matvec_rows(w, k, bias, xs, &mut out_t, 0..rows);
+    }
+    // out_t is (rows × batch): transpose into (batch × rows).
     for r in 0..rows {
+        for b in 0..batch {
+            out[b * rows + r] = out_t[r * batch + b];
+        }
+    }
+}
+
+/// Weights of at least this many elements are read by two threads.
+const PARALLEL_ELEMENTS: usize = 1 << 18;
+
+multiversion! {
+    /// Rows `range` of the product into `out` ((range.len() × batch), row-major).
+    fn matvec_rows => matvec_rows_impl(
+        w: &[f32],
+        k: usize,
+        bias: Option<&[f32]>,
+        xs: &[f32],
+        out: &mut [f32],
+        range: std::ops::Range<usize>,
+    )
+}
+
+#[inline(always)]
+fn matvec_rows_impl(
+    w: &[f32],
+    k: usize,
+    bias: Option<&[f32]>,
+    xs: &[f32],
+    out: &mut [f32],
+    range: std::ops::Range<usize>,
+) {
+    let batch = xs.len() / k;
+    for (i, r) in range.enumerate() {
         let wr = &w[r * k..(r + 1) * k];
         let b0 = bias.map_or(0.0, |b| b[r]);
         for b in 0..batch {
-            out[b * rows + r] = b0 + dot(wr, &xs[b * k..(b + 1) * k]);
+            out[i * batch + b] = b0 + dot(wr, &xs[b * k..(b + 1) * k]);
         }
     }
 }
