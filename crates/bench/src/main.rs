@@ -126,12 +126,14 @@ impl CharModel {
     }
 
     /// ids (batch, seq) u32 → logits (batch, seq, vocab) and the final state.
+    ///
+    /// One-hot input goes through `Recurrent::forward_one_hot`, which gathers W_ih's columns instead of
+    /// multiplying by one-hot rows (the same numbers; `seqlab lm train --embed 0` does the same).
     fn forward(&self, ids: &Tensor, state: Option<&State>) -> Result<(Tensor, State)> {
-        let xs = match &self.embedding {
-            Some(e) => e.forward(ids)?,
-            None => one_hot(ids)?,
+        let (out, state) = match &self.embedding {
+            Some(e) => self.rnn.forward(&e.forward(ids)?, None, state, true)?,
+            None => self.rnn.forward_one_hot(ids, None, state, true)?,
         };
-        let (out, state) = self.rnn.forward(&xs, None, state, true)?;
         let logits = fused_linear(&out, self.head.weight(), self.head.bias())?;
         Ok((logits, state))
     }

@@ -260,3 +260,77 @@ fn fused_step_matches_the_composite_step() {
         }
     }
 }
+
+#[test]
+fn one_hot_ids_match_dense_one_hot_inputs() {
+    let mut rng = Rng(11);
+    for cell in [CellKind::Rnn, CellKind::Lstm, CellKind::Gru] {
+        for (layers, bidirectional, with_lengths) in [(1, false, false), (2, true, true)] {
+            let vocab = 13;
+            let config = RecurrentConfig {
+                num_layers: layers,
+                bidirectional,
+                ..RecurrentConfig::new(cell, vocab, 9)
+            };
+            let varmap = VarMap::new();
+            let rnn = Recurrent::new(
+                &config,
+                VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+            )
+            .unwrap();
+            let (batch, seq) = (4, 6);
+            let ids: Vec<u32> = (0..batch * seq)
+                .map(|_| rng.range(0, vocab - 1) as u32)
+                .collect();
+            let mut dense = vec![0f32; batch * seq * vocab];
+            for (i, &id) in ids.iter().enumerate() {
+                dense[i * vocab + id as usize] = 1.0;
+            }
+            let ids = Tensor::from_vec(ids, (batch, seq), &Device::Cpu).unwrap();
+            let dense = Tensor::from_vec(dense, (batch, seq, vocab), &Device::Cpu).unwrap();
+            let lengths = with_lengths.then(|| vec![6, 2, 5, 1]);
+            let r_out = rng.tensor(&[batch, seq, config.output_size()]);
+            let grads_of = |out: &Tensor| {
+                (out * &r_out)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap()
+            };
+
+            let (out_ids, state_ids) = rnn
+                .forward_one_hot(&ids, lengths.as_deref(), None, true)
+                .unwrap();
+            let (out_ref, state_ref) = rnn
+                .forward_composite(&dense, lengths.as_deref(), None, true)
+                .unwrap();
+            assert!(max_diff(&out_ids, &out_ref) < 1e-6, "{cell}");
+            assert!(max_diff(&state_ids.h, &state_ref.h) < 1e-6, "{cell}");
+            let (g_ids, g_ref) = (grads_of(&out_ids), grads_of(&out_ref));
+            for (name, var) in varmap.data().lock().unwrap().iter() {
+                let d = max_diff(
+                    g_ids.get(var.as_tensor()).unwrap(),
+                    g_ref.get(var.as_tensor()).unwrap(),
+                );
+                assert!(
+                    d < 1e-5,
+                    "{cell} layers {layers}: grad {name} differs by {d:e}"
+                );
+            }
+        }
+    }
+    let config = RecurrentConfig::new(CellKind::Lstm, 5, 4);
+    let varmap = VarMap::new();
+    let rnn = Recurrent::new(
+        &config,
+        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    let bad = Tensor::new(&[[1u32, 5]], &Device::Cpu).unwrap();
+    let e = rnn
+        .forward_one_hot(&bad, None, None, false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("token id 5") && e.contains("size 5"), "{e}");
+}

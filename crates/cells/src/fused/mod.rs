@@ -80,7 +80,8 @@ pub(crate) fn forward(
     init: Option<&State>,
     train: bool,
 ) -> Result<(Tensor, State)> {
-    if !(xs.device().is_cpu() && xs.dtype() == DType::F32) {
+    // Token ids (u32) mean one-hot input to layer 0: see `Recurrent::forward_one_hot`.
+    if !(xs.device().is_cpu() && matches!(xs.dtype(), DType::F32 | DType::U32)) {
         return rnn.forward_composite(xs, lengths, init, train);
     }
     let cell = rnn.config().cell;
@@ -99,7 +100,9 @@ fn run_direction(
     c0: Option<&Tensor>,
     reverse: bool,
 ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
-    let (_, seq, input) = xs.dims3()?;
+    let one_hot = xs.dtype() == DType::U32;
+    let seq = xs.dim(1)?;
+    let input = w.w_ih.dim(1)?;
     let hidden = w.w_hh.dim(1)?;
     let packed = match (&w.b_ih, &w.b_hh) {
         (Some(b_ih), Some(b_hh)) => Tensor::cat(
@@ -120,6 +123,7 @@ fn run_direction(
             reverse,
         },
         input,
+        one_hot,
         has_bias: w.b_hh.is_some(),
         lengths,
         saved: Mutex::new(None),
@@ -164,6 +168,8 @@ struct RecurrenceOp {
     dims: Dims,
     /// Width of the layer input.
     input: usize,
+    /// The input is token ids (batch, seq) u32 standing for one-hot rows of width `input`.
+    one_hot: bool,
     has_bias: bool,
     lengths: Option<Arc<[usize]>>,
     saved: Mutex<Option<Saved>>,
@@ -194,6 +200,26 @@ fn transpose_padded(w: &[f32], rows: usize, cols: usize, w_rs: usize) -> (Vec<f3
         }
     }
     (t, ld)
+}
+
+/// The u32 data of a contiguous storage.
+fn u32_slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [u32]> {
+    let data = s.as_slice::<u32>()?;
+    match l.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => bail!("the fused recurrence needs contiguous token ids"),
+    }
+}
+
+/// The first `cols` columns of a (rows × row_stride) row-major matrix, transposed: (cols × rows).
+fn transpose_block(w: &[f32], rows: usize, cols: usize, row_stride: usize) -> Vec<f32> {
+    let mut t = vec![0.0f32; cols * rows];
+    for r in 0..rows {
+        for (c, v) in w[r * row_stride..r * row_stride + cols].iter().enumerate() {
+            t[c * rows + r] = *v;
+        }
+    }
+    t
 }
 
 /// Column `col` of a row-major (rows × row_stride) matrix.
@@ -228,7 +254,12 @@ impl CustomOp3 for RecurrenceOp {
     ) -> Result<(CpuStorage, Shape)> {
         let d = self.dims;
         let (hid, gh, slots, seq, input) = (d.hidden, d.gh(), d.state_slots(), d.seq, self.input);
-        let (batch, seq_in, input_in) = l1.shape().dims3()?;
+        let (batch, seq_in, input_in) = if self.one_hot {
+            let (b, s) = l1.shape().dims2()?;
+            (b, s, input)
+        } else {
+            l1.shape().dims3()?
+        };
         let ldp = self.packed_width();
         if seq_in != seq || input_in != input || l2.shape().dims() != [gh, ldp] {
             bail!(
@@ -237,7 +268,6 @@ impl CustomOp3 for RecurrenceOp {
                 l2.shape()
             );
         }
-        let xs = f32_slice(s1, l1, "layer input")?;
         let wp = f32_slice(s2, l2, "packed weights")?;
         let state0 = f32_slice(s3, l3, "initial state")?;
         let threads = candle_core::utils::get_num_threads();
@@ -246,14 +276,28 @@ impl CustomOp3 for RecurrenceOp {
         // (b_ih is added row by row in the kernel, while each row is hot.)
         let bt = batch * seq;
         let mut xp = pool::take(bt * gh);
-        gemm::matmul(
-            &mut xp,
-            gh,
-            gemm::MatRef::rows(xs, bt, input, input),
-            gemm::MatRef::rows(wp, gh, input, ldp).t(),
-            false,
-            threads,
-        );
+        if self.one_hot {
+            // A one-hot row times W_ihᵀ is a column of W_ih: gather them from W_ihᵀ.
+            let ids = u32_slice(s1, l1)?;
+            let w_ih_t = transpose_block(wp, gh, input, ldp);
+            for (row, &id) in xp.chunks_exact_mut(gh).zip(ids) {
+                let id = id as usize;
+                if id >= input {
+                    bail!("token id {id} is outside the one-hot input size {input}");
+                }
+                row.copy_from_slice(&w_ih_t[id * gh..(id + 1) * gh]);
+            }
+        } else {
+            let xs = f32_slice(s1, l1, "layer input")?;
+            gemm::matmul(
+                &mut xp,
+                gh,
+                gemm::MatRef::rows(xs, bt, input, input),
+                gemm::MatRef::rows(wp, gh, input, ldp).t(),
+                false,
+                threads,
+            );
+        }
 
         let (w_t, ld) = transpose_padded(&wp[input..], gh, hid, ldp);
         let b_ih = self.has_bias.then(|| column(wp, gh, ldp, input + hid));
@@ -339,7 +383,7 @@ impl CustomOp3 for RecurrenceOp {
         };
         let dres = f32_slice(dres_cpu, dres_layout, "output gradient")?;
         let wp = f32_slice(w_cpu, w_layout, "packed weights")?;
-        let xv = f32_slice(x_cpu, x_layout, "layer input")?;
+
         let weights = HiddenWeights {
             w_t: &[],
             ld: 0,
@@ -398,14 +442,32 @@ impl CustomOp3 for RecurrenceOp {
         // dW_hh = dphᵀ·h_prev (dph is dxp but for a GRU's candidate block); the biases are column sums.
         let dph_all: &[f32] = if gru { &dph } else { &dxp };
         let mut dw = vec![0.0f32; gh * ldp];
-        gemm::matmul(
-            &mut dw,
-            ldp,
-            gemm::MatRef::rows(&dxp, bt, gh, gh).t(),
-            gemm::MatRef::rows(xv, bt, input, input),
-            false,
-            threads,
-        );
+        if self.one_hot {
+            // dW_ih's column `id` collects the dxp rows of that token: a scatter-add into W_ihᵀ's rows.
+            let ids = u32_slice(x_cpu, x_layout)?;
+            let mut dw_ih_t = vec![0.0f32; input * gh];
+            for (row, &id) in dxp.chunks_exact(gh).zip(ids) {
+                let acc = &mut dw_ih_t[id as usize * gh..(id as usize + 1) * gh];
+                for (a, v) in acc.iter_mut().zip(row) {
+                    *a += v;
+                }
+            }
+            for r in 0..gh {
+                for c in 0..input {
+                    dw[r * ldp + c] = dw_ih_t[c * gh + r];
+                }
+            }
+        } else {
+            let xv = f32_slice(x_cpu, x_layout, "layer input")?;
+            gemm::matmul(
+                &mut dw,
+                ldp,
+                gemm::MatRef::rows(&dxp, bt, gh, gh).t(),
+                gemm::MatRef::rows(xv, bt, input, input),
+                false,
+                threads,
+            );
+        }
         gemm::matmul(
             &mut dw[input..],
             ldp,
@@ -426,7 +488,7 @@ impl CustomOp3 for RecurrenceOp {
             }
         }
         // dxs = dxp·W_ih, only when the input needs a gradient (a one-hot input does not).
-        let dxs = if xs.track_op() {
+        let dxs = if xs.track_op() && !self.one_hot {
             let mut dxs = vec![0.0f32; bt * input];
             gemm::matmul(
                 &mut dxs,
