@@ -334,3 +334,58 @@ fn one_hot_ids_match_dense_one_hot_inputs() {
         .to_string();
     assert!(e.contains("token id 5") && e.contains("size 5"), "{e}");
 }
+
+#[test]
+fn fused_cross_entropy_matches_candle_nn_with_and_without_padding() {
+    let mut rng = Rng(5);
+    for (n, vocab) in [(1, 2), (7, 96), (300, 37)] {
+        let logits = Var::from_tensor(&(rng.tensor(&[n, vocab]) * 4.0).unwrap()).unwrap();
+        let targets: Vec<u32> = (0..n).map(|_| rng.range(0, vocab - 1) as u32).collect();
+        let t = Tensor::new(targets.as_slice(), &Device::Cpu).unwrap();
+        let fused = seqlab_cells::cross_entropy(logits.as_tensor(), &t, None).unwrap();
+        let plain = candle_nn::loss::cross_entropy(logits.as_tensor(), &t).unwrap();
+        let d = (fused.to_scalar::<f32>().unwrap() - plain.to_scalar::<f32>().unwrap()).abs();
+        assert!(d < 1e-5, "loss differs by {d}");
+        let gf = fused.backward().unwrap();
+        let gp = plain.backward().unwrap();
+        let d = max_diff(
+            gf.get(logits.as_tensor()).unwrap(),
+            gp.get(logits.as_tensor()).unwrap(),
+        );
+        assert!(d < 1e-6, "gradient differs by {d}");
+    }
+    // Rows whose target is the ignored id (padding) count for nothing, in the loss and in its mean.
+    let logits = Var::from_tensor(&rng.tensor(&[4, 5])).unwrap();
+    let t = Tensor::new(&[3u32, 0, 2, 0], &Device::Cpu).unwrap();
+    let kept_rows = Tensor::new(&[0u32, 2], &Device::Cpu).unwrap();
+    let kept = logits.as_tensor().index_select(&kept_rows, 0).unwrap();
+    let want =
+        candle_nn::loss::cross_entropy(&kept, &Tensor::new(&[3u32, 2], &Device::Cpu).unwrap())
+            .unwrap();
+    let got = seqlab_cells::cross_entropy(logits.as_tensor(), &t, Some(0)).unwrap();
+    assert!((got.to_scalar::<f32>().unwrap() - want.to_scalar::<f32>().unwrap()).abs() < 1e-6);
+    let g = got.backward().unwrap();
+    let g = g.get(logits.as_tensor()).unwrap();
+    let padded_rows = g
+        .index_select(&Tensor::new(&[1u32, 3], &Device::Cpu).unwrap(), 0)
+        .unwrap();
+    assert_eq!(
+        padded_rows
+            .abs()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap(),
+        0.0
+    );
+    // A target outside the vocabulary is an error, not a panic.
+    let e = seqlab_cells::cross_entropy(
+        logits.as_tensor(),
+        &Tensor::new(&[1u32, 9, 0, 0], &Device::Cpu).unwrap(),
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("target 9"), "{e}");
+}

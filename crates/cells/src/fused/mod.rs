@@ -58,11 +58,13 @@ mod cell_math;
 mod gemm;
 mod kernel;
 mod linear;
+mod loss;
 mod math;
 mod pool;
 pub(crate) mod step;
 
 pub use linear::linear;
+pub use loss::cross_entropy;
 
 use std::sync::{Arc, Mutex};
 
