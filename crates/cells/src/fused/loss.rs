@@ -59,11 +59,18 @@ fn slices<'a>(
 /// log Σ exp(row) computed stably.
 #[inline(always)]
 fn log_sum_exp(row: &[f32]) -> f32 {
-    let mut m = f32::NEG_INFINITY;
-    for &x in row {
-        m = m.max(x);
+    // 16 partial maxima and sums, so that the loops vectorise.
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    let mut chunks = row.chunks_exact(16);
+    for c in &mut chunks {
+        for k in 0..16 {
+            lanes[k] = if c[k] > lanes[k] { c[k] } else { lanes[k] };
+        }
     }
-    // 16 partial sums, so that the loop vectorises.
+    let mut m = chunks.remainder().iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    for l in lanes {
+        m = m.max(l);
+    }
     let mut acc = [0.0f32; 16];
     let mut chunks = row.chunks_exact(16);
     for c in &mut chunks {
