@@ -116,14 +116,14 @@ impl Recurrent {
             bail!("expected u32 token ids, got {:?}", ids.dtype());
         }
         let vocab = self.config.input_size;
+        if ids.device().is_cpu() {
+            // Validated like a dense input of the same shape; the kernel checks each id.
+            self.validate_dims(batch, seq_len, vocab, lengths, init)?;
+            return crate::fused::forward(self, ids, lengths, init, train);
+        }
         let flat: Vec<u32> = ids.flatten_all()?.to_vec1()?;
         if let Some(&bad) = flat.iter().find(|&&id| id as usize >= vocab) {
             bail!("token id {bad} is outside the one-hot input size {vocab}");
-        }
-        if ids.device().is_cpu() {
-            // Validated like a dense input of the same shape.
-            self.validate_dims(batch, seq_len, vocab, lengths, init)?;
-            return crate::fused::forward(self, ids, lengths, init, train);
         }
         let xs = one_hot(&flat, batch, seq_len, vocab, ids.device())?;
         self.forward_composite(&xs, lengths, init, train)
