@@ -126,11 +126,14 @@ impl CharModel {
 
     /// ids (batch, seq) u32 → logits (batch, seq, vocab) and the final state.
     ///
-    /// One-hot input goes through `Recurrent::forward_one_hot`, which gathers W_ih's columns instead of
-    /// multiplying by one-hot rows (the same numbers; `seqlab lm train --embed 0` does the same).
+    /// The input goes through `Recurrent::forward_one_hot` or `Recurrent::forward_embedded`, which fold the
+    /// one-hot rows or the embedding lookup into layer 0's input projection (the same numbers; `seqlab lm
+    /// train` does the same).
     fn forward(&self, ids: &Tensor, state: Option<&State>) -> Result<(Tensor, State)> {
         let (out, state) = match &self.embedding {
-            Some(e) => self.rnn.forward(&e.forward(ids)?, None, state, true)?,
+            Some(e) => self
+                .rnn
+                .forward_embedded(ids, e.embeddings(), None, state, true)?,
             None => self.rnn.forward_one_hot(ids, None, state, true)?,
         };
         let logits = fused_linear(&out, self.head.weight(), self.head.bias())?;

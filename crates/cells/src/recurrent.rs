@@ -93,7 +93,14 @@ impl Recurrent {
         train: bool,
     ) -> Result<(Tensor, State)> {
         self.validate(xs, lengths, init)?;
-        crate::fused::forward(self, xs, lengths, init, train)
+        crate::fused::forward(
+            self,
+            xs,
+            crate::fused::FirstInput::Dense,
+            lengths,
+            init,
+            train,
+        )
     }
 
     /// [`Recurrent::forward`] over one-hot inputs given as token ids (batch, seq) u32, each below
@@ -119,7 +126,14 @@ impl Recurrent {
         if ids.device().is_cpu() {
             // Validated like a dense input of the same shape; the kernel checks each id.
             self.validate_dims(batch, seq_len, vocab, lengths, init)?;
-            return crate::fused::forward(self, ids, lengths, init, train);
+            return crate::fused::forward(
+                self,
+                ids,
+                crate::fused::FirstInput::OneHot,
+                lengths,
+                init,
+                train,
+            );
         }
         let flat: Vec<u32> = ids.flatten_all()?.to_vec1()?;
         if let Some(&bad) = flat.iter().find(|&&id| id as usize >= vocab) {
@@ -127,6 +141,57 @@ impl Recurrent {
         }
         let xs = one_hot(&flat, batch, seq_len, vocab, ids.device())?;
         self.forward_composite(&xs, lengths, init, train)
+    }
+
+    /// [`Recurrent::forward`] over `embedding[ids]`: token ids (batch, seq) u32 looked up in an embedding
+    /// table (vocab, input_size), as a language model or classifier feeds its network.
+    ///
+    /// When the vocabulary is smaller than half the tokens of the batch, the fused path folds the lookup
+    /// into layer 0's input projection: it projects the vocabulary once (`embedding·W_ihᵀ + b_ih`, vocab × G·H)
+    /// and reads one row per step, and the backward pass scatter-adds the rows' gradients into that table, so
+    /// the three largest products of layer 0 shrink from batch·seq rows to vocab rows. The numbers are the
+    /// same sums; gradients reach `embedding` as they would through an `index_select`.
+    pub fn forward_embedded(
+        &self,
+        ids: &Tensor,
+        embedding: &Tensor,
+        lengths: Option<&[usize]>,
+        init: Option<&State>,
+        train: bool,
+    ) -> Result<(Tensor, State)> {
+        let (batch, seq_len) = match ids.dims() {
+            [b, s] => (*b, *s),
+            other => bail!("expected token ids of shape (batch, seq), got {other:?}"),
+        };
+        if ids.dtype() != DType::U32 {
+            bail!("expected u32 token ids, got {:?}", ids.dtype());
+        }
+        let (vocab, width) = embedding.dims2()?;
+        if width != self.config.input_size {
+            bail!(
+                "expected an embedding of shape (vocab, {}), got {:?}",
+                self.config.input_size,
+                embedding.dims()
+            );
+        }
+        let folded = ids.device().is_cpu()
+            && embedding.dtype() == DType::F32
+            && 2 * vocab <= batch * seq_len;
+        if folded {
+            self.validate_dims(batch, seq_len, width, lengths, init)?;
+            return crate::fused::forward(
+                self,
+                ids,
+                crate::fused::FirstInput::Embedded(embedding.clone()),
+                lengths,
+                init,
+                train,
+            );
+        }
+        let xs = embedding
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((batch, seq_len, width))?;
+        self.forward(&xs, lengths, init, train)
     }
 
     /// The reference implementation of [`Recurrent::forward`]: a graph of ordinary candle ops per step, on any

@@ -67,7 +67,10 @@ fn log_sum_exp(row: &[f32]) -> f32 {
             lanes[k] = if c[k] > lanes[k] { c[k] } else { lanes[k] };
         }
     }
-    let mut m = chunks.remainder().iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    let mut m = chunks
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
     for l in lanes {
         m = m.max(l);
     }

@@ -74,48 +74,87 @@ use crate::cell::DirectionWeights;
 use crate::{CellKind, Recurrent, State};
 use kernel::{backward_block, forward_block, Dims, HiddenWeights, SavedMut, SavedRef};
 
-/// Runs `forward` on the fused kernels when the input is f32 on the CPU, else on the composite path.
+/// What layer 0 reads.
+#[derive(Debug, Clone)]
+pub(crate) enum FirstInput {
+    /// A dense (batch, seq, input) tensor.
+    Dense,
+    /// Token ids (batch, seq) u32 standing for one-hot rows of width `input_size`.
+    OneHot,
+    /// Token ids (batch, seq) u32 looked up in this embedding table (vocab, input_size).
+    Embedded(Tensor),
+}
+
+/// Runs `forward` on the fused kernels when the input is f32 (or token ids) on the CPU, else on the
+/// composite path.
 pub(crate) fn forward(
     rnn: &Recurrent,
     xs: &Tensor,
+    first: FirstInput,
     lengths: Option<&[usize]>,
     init: Option<&State>,
     train: bool,
 ) -> Result<(Tensor, State)> {
-    // Token ids (u32) mean one-hot input to layer 0: see `Recurrent::forward_one_hot`.
     if !(xs.device().is_cpu() && matches!(xs.dtype(), DType::F32 | DType::U32)) {
         return rnn.forward_composite(xs, lengths, init, train);
     }
     let cell = rnn.config().cell;
     let lengths: Option<Arc<[usize]>> = lengths.map(Arc::from);
     rnn.run_layers(xs, init, train, |w, layer_in, h0, c0, reverse| {
-        run_direction(cell, w, layer_in, lengths.clone(), h0, c0, reverse)
+        let table = if layer_in.dtype() == DType::U32 {
+            // Layer 0 over token ids: the input projection of every possible token, looked up per step.
+            Some(match &first {
+                FirstInput::Embedded(e) => crate::linear(e, &w.w_ih, w.b_ih.as_ref())?,
+                _ => match &w.b_ih {
+                    Some(b) => w.w_ih.t()?.broadcast_add(b)?,
+                    None => w.w_ih.t()?,
+                },
+            })
+        } else {
+            None
+        };
+        run_direction(cell, w, layer_in, table, lengths.clone(), h0, c0, reverse)
     })
 }
 
+/// One direction of one layer. With `table` (vocab, G·H), `xs` holds token ids and step t of row b reads
+/// table row ids[b, t] as its projected input; otherwise `xs` is the dense layer input.
+#[allow(clippy::too_many_arguments)]
 fn run_direction(
     cell: CellKind,
     w: &DirectionWeights,
     xs: &Tensor,
+    table: Option<Tensor>,
     lengths: Option<Arc<[usize]>>,
     h0: &Tensor,
     c0: Option<&Tensor>,
     reverse: bool,
 ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
-    let one_hot = xs.dtype() == DType::U32;
     let seq = xs.dim(1)?;
-    let input = w.w_ih.dim(1)?;
     let hidden = w.w_hh.dim(1)?;
-    let packed = match (&w.b_ih, &w.b_hh) {
-        (Some(b_ih), Some(b_hh)) => Tensor::cat(
-            &[&w.w_ih, &w.w_hh, &b_ih.unsqueeze(1)?, &b_hh.unsqueeze(1)?],
-            1,
-        )?,
-        _ => Tensor::cat(&[&w.w_ih, &w.w_hh], 1)?,
-    };
     let state0 = match c0 {
         Some(c) => Tensor::stack(&[h0, c], 0)?,
         None => h0.unsqueeze(0)?.contiguous()?,
+    };
+    let (input, arg1, packed) = match table {
+        Some(table) => {
+            let ids: Vec<u32> = xs.flatten_all()?.to_vec1()?;
+            let packed = match &w.b_hh {
+                Some(b_hh) => Tensor::cat(&[&w.w_hh, &b_hh.unsqueeze(1)?], 1)?,
+                None => w.w_hh.contiguous()?,
+            };
+            (Input::Table(Arc::from(ids)), table.contiguous()?, packed)
+        }
+        None => {
+            let packed = match (&w.b_ih, &w.b_hh) {
+                (Some(b_ih), Some(b_hh)) => Tensor::cat(
+                    &[&w.w_ih, &w.w_hh, &b_ih.unsqueeze(1)?, &b_hh.unsqueeze(1)?],
+                    1,
+                )?,
+                _ => Tensor::cat(&[&w.w_ih, &w.w_hh], 1)?,
+            };
+            (Input::Dense(w.w_ih.dim(1)?), xs.contiguous()?, packed)
+        }
     };
     let op = RecurrenceOp {
         dims: Dims {
@@ -125,14 +164,11 @@ fn run_direction(
             reverse,
         },
         input,
-        one_hot,
         has_bias: w.b_hh.is_some(),
         lengths,
         saved: Mutex::new(None),
     };
-    let res = xs
-        .contiguous()?
-        .apply_op3_arc(&packed, &state0, Arc::new(Box::new(op)))?;
+    let res = arg1.apply_op3_arc(&packed, &state0, Arc::new(Box::new(op)))?;
     let outputs = res.narrow(1, 0, seq)?;
     let h = res.narrow(1, seq, 1)?.squeeze(1)?;
     let c = if cell.has_cell_state() {
@@ -165,13 +201,20 @@ impl Drop for Saved {
     }
 }
 
+/// What the op's first argument is.
+#[derive(Debug, Clone)]
+enum Input {
+    /// The layer input (batch, seq, width); the packed weights are [W_ih | W_hh | b_ih | b_hh].
+    Dense(usize),
+    /// A table (vocab, G·H) of projected inputs (b_ih included) and these token ids, batch-major; the packed
+    /// weights are [W_hh | b_hh].
+    Table(Arc<[u32]>),
+}
+
 /// The recurrence of one layer in one direction as a candle custom op (see the module doc).
 struct RecurrenceOp {
     dims: Dims,
-    /// Width of the layer input.
-    input: usize,
-    /// The input is token ids (batch, seq) u32 standing for one-hot rows of width `input`.
-    one_hot: bool,
+    input: Input,
     has_bias: bool,
     lengths: Option<Arc<[usize]>>,
     saved: Mutex<Option<Saved>>,
@@ -204,26 +247,6 @@ fn transpose_padded(w: &[f32], rows: usize, cols: usize, w_rs: usize) -> (Vec<f3
     (t, ld)
 }
 
-/// The u32 data of a contiguous storage.
-fn u32_slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [u32]> {
-    let data = s.as_slice::<u32>()?;
-    match l.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => bail!("the fused recurrence needs contiguous token ids"),
-    }
-}
-
-/// The first `cols` columns of a (rows × row_stride) row-major matrix, transposed: (cols × rows).
-fn transpose_block(w: &[f32], rows: usize, cols: usize, row_stride: usize) -> Vec<f32> {
-    let mut t = vec![0.0f32; cols * rows];
-    for r in 0..rows {
-        for (c, v) in w[r * row_stride..r * row_stride + cols].iter().enumerate() {
-            t[c * rows + r] = *v;
-        }
-    }
-    t
-}
-
 /// Column `col` of a row-major (rows × row_stride) matrix.
 fn column(w: &[f32], rows: usize, row_stride: usize, col: usize) -> Vec<f32> {
     (0..rows).map(|r| w[r * row_stride + col]).collect()
@@ -234,9 +257,32 @@ fn poisoned<T>(_: T) -> candle_core::Error {
 }
 
 impl RecurrenceOp {
-    /// Columns of the packed weights: in + H (+ 2 bias columns).
+    /// Columns of W_ih in the packed weights: the input width, or none with a table.
+    fn x_cols(&self) -> usize {
+        match self.input {
+            Input::Dense(width) => width,
+            Input::Table(_) => 0,
+        }
+    }
+
+    /// Column of b_ih in the packed weights (dense input with biases only).
+    fn b_ih_col(&self) -> Option<usize> {
+        match self.input {
+            Input::Dense(width) if self.has_bias => Some(width + self.dims.hidden),
+            _ => None,
+        }
+    }
+
+    /// Column of b_hh in the packed weights.
+    fn b_hh_col(&self) -> Option<usize> {
+        self.has_bias
+            .then(|| self.x_cols() + self.dims.hidden + usize::from(self.b_ih_col().is_some()))
+    }
+
+    /// Columns of the packed weights.
     fn packed_width(&self) -> usize {
-        self.input + self.dims.hidden + if self.has_bias { 2 } else { 0 }
+        self.b_hh_col()
+            .map_or(self.x_cols() + self.dims.hidden, |c| c + 1)
     }
 }
 
@@ -255,59 +301,70 @@ impl CustomOp3 for RecurrenceOp {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let d = self.dims;
-        let (hid, gh, slots, seq, input) = (d.hidden, d.gh(), d.state_slots(), d.seq, self.input);
-        let (batch, seq_in, input_in) = if self.one_hot {
-            let (b, s) = l1.shape().dims2()?;
-            (b, s, input)
-        } else {
-            l1.shape().dims3()?
-        };
+        let (hid, gh, slots, seq) = (d.hidden, d.gh(), d.state_slots(), d.seq);
+        let x_cols = self.x_cols();
         let ldp = self.packed_width();
-        if seq_in != seq || input_in != input || l2.shape().dims() != [gh, ldp] {
+        if l2.shape().dims() != [gh, ldp] {
             bail!(
-                "fused recurrence: input {:?} and weights {:?}, expected (batch, {seq}, {input}) and ({gh}, {ldp})",
-                l1.shape(),
+                "fused recurrence: packed weights {:?}, expected ({gh}, {ldp})",
                 l2.shape()
             );
         }
         let wp = f32_slice(s2, l2, "packed weights")?;
         let state0 = f32_slice(s3, l3, "initial state")?;
+        let batch = l3.shape().dims3()?.1;
         let threads = candle_core::utils::get_num_threads();
 
-        // The input projection of every step at once: xp = xs·W_ihᵀ + b_ih, (batch·seq, G·H).
-        // (b_ih is added row by row in the kernel, while each row is hot.)
+        // The input projection of every step at once: xp = xs·W_ihᵀ (b_ih is added row by row in the
+        // kernel, while each row is hot), or the table rows of the tokens.
         let bt = batch * seq;
         let mut xp = pool::take(bt * gh);
-        if self.one_hot {
-            // A one-hot row times W_ihᵀ is a column of W_ih: gather them from W_ihᵀ.
-            let ids = u32_slice(s1, l1)?;
-            let w_ih_t = transpose_block(wp, gh, input, ldp);
-            for (row, &id) in xp.chunks_exact_mut(gh).zip(ids) {
-                let id = id as usize;
-                if id >= input {
-                    bail!("token id {id} is outside the one-hot input size {input}");
+        match &self.input {
+            Input::Table(ids) => {
+                let (vocab, width) = l1.shape().dims2()?;
+                if width != gh || ids.len() != bt {
+                    bail!(
+                        "fused recurrence: table {:?} for {} ids, expected (vocab, {gh}) for {bt}",
+                        l1.shape(),
+                        ids.len()
+                    );
                 }
-                row.copy_from_slice(&w_ih_t[id * gh..(id + 1) * gh]);
+                let table = f32_slice(s1, l1, "input table")?;
+                for (row, &id) in xp.chunks_exact_mut(gh).zip(ids.iter()) {
+                    let id = id as usize;
+                    if id >= vocab {
+                        bail!("token id {id} is outside the vocabulary of {vocab}");
+                    }
+                    row.copy_from_slice(&table[id * gh..(id + 1) * gh]);
+                }
             }
-        } else {
-            let xs = f32_slice(s1, l1, "layer input")?;
-            gemm::matmul(
-                &mut xp,
-                gh,
-                gemm::MatRef::rows(xs, bt, input, input),
-                gemm::MatRef::rows(wp, gh, input, ldp).t(),
-                false,
-                threads,
-            );
+            Input::Dense(input) => {
+                let input = *input;
+                if l1.shape().dims() != [batch, seq, input] {
+                    bail!(
+                        "fused recurrence: input {:?}, expected ({batch}, {seq}, {input})",
+                        l1.shape()
+                    );
+                }
+                let xs = f32_slice(s1, l1, "layer input")?;
+                gemm::matmul(
+                    &mut xp,
+                    gh,
+                    gemm::MatRef::rows(xs, bt, input, input),
+                    gemm::MatRef::rows(wp, gh, input, ldp).t(),
+                    false,
+                    threads,
+                );
+            }
         }
 
-        let (w_t, ld) = transpose_padded(&wp[input..], gh, hid, ldp);
-        let b_ih = self.has_bias.then(|| column(wp, gh, ldp, input + hid));
-        let b_hh = self.has_bias.then(|| column(wp, gh, ldp, input + hid + 1));
+        let (w_t, ld) = transpose_padded(&wp[x_cols..], gh, hid, ldp);
+        let b_ih = self.b_ih_col().map(|col| column(wp, gh, ldp, col));
+        let b_hh = self.b_hh_col().map(|col| column(wp, gh, ldp, col));
         let weights = HiddenWeights {
             w_t: &w_t,
             ld,
-            w: &wp[input..],
+            w: &wp[x_cols..],
             w_rs: ldp,
             bias: b_hh.as_deref(),
             bias_x: b_ih.as_deref(),
@@ -366,7 +423,8 @@ impl CustomOp3 for RecurrenceOp {
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let d = self.dims;
-        let (hid, gh, slots, seq, input) = (d.hidden, d.gh(), d.state_slots(), d.seq, self.input);
+        let (hid, gh, slots, seq) = (d.hidden, d.gh(), d.state_slots(), d.seq);
+        let x_cols = self.x_cols();
         let ldp = self.packed_width();
         let Some(saved) = self.saved.lock().map_err(poisoned)?.take() else {
             bail!("the fused recurrence's backward pass ran twice on one forward pass");
@@ -389,7 +447,7 @@ impl CustomOp3 for RecurrenceOp {
         let weights = HiddenWeights {
             w_t: &[],
             ld: 0,
-            w: &wp[input..],
+            w: &wp[x_cols..],
             w_rs: ldp,
             bias: None,
             bias_x: None,
@@ -444,77 +502,75 @@ impl CustomOp3 for RecurrenceOp {
         // dW_hh = dphᵀ·h_prev (dph is dxp but for a GRU's candidate block); the biases are column sums.
         let dph_all: &[f32] = if gru { &dph } else { &dxp };
         let mut dw = vec![0.0f32; gh * ldp];
-        if self.one_hot {
-            // dW_ih's column `id` collects the dxp rows of that token: a scatter-add into W_ihᵀ's rows.
-            let ids = u32_slice(x_cpu, x_layout)?;
-            let mut dw_ih_t = vec![0.0f32; input * gh];
-            for (row, &id) in dxp.chunks_exact(gh).zip(ids) {
-                let acc = &mut dw_ih_t[id as usize * gh..(id as usize + 1) * gh];
-                for (a, v) in acc.iter_mut().zip(row) {
-                    *a += v;
-                }
-            }
-            for r in 0..gh {
-                for c in 0..input {
-                    dw[r * ldp + c] = dw_ih_t[c * gh + r];
-                }
-            }
-        } else {
-            let xv = f32_slice(x_cpu, x_layout, "layer input")?;
-            gemm::matmul(
-                &mut dw,
-                ldp,
-                gemm::MatRef::rows(&dxp, bt, gh, gh).t(),
-                gemm::MatRef::rows(xv, bt, input, input),
-                false,
-                threads,
-            );
-        }
+        // dW_hh = dphᵀ·h_prev over all batch·seq rows; the biases' gradients are the summed columns.
         gemm::matmul(
-            &mut dw[input..],
+            &mut dw[x_cols..],
             ldp,
             gemm::MatRef::rows(dph_all, bt, gh, gh).t(),
             gemm::MatRef::rows(&saved.hprev, bt, hid, hid),
             false,
             threads,
         );
-        if self.has_bias {
+        if let Some(col) = self.b_hh_col() {
             for r in 0..gh {
-                let (mut sx, mut sh) = (0.0f32, 0.0f32);
-                for block in db.chunks_exact(2 * gh) {
-                    sx += block[r];
-                    sh += block[gh + r];
-                }
-                dw[r * ldp + input + hid] = sx;
-                dw[r * ldp + input + hid + 1] = sh;
+                dw[r * ldp + col] = db.chunks_exact(2 * gh).map(|block| block[gh + r]).sum();
             }
         }
-        // dxs = dxp·W_ih, only when the input needs a gradient (a one-hot input does not).
-        let dxs = if xs.track_op() && !self.one_hot {
-            let mut dxs = vec![0.0f32; bt * input];
-            gemm::matmul(
-                &mut dxs,
-                input,
-                gemm::MatRef::rows(&dxp, bt, gh, gh),
-                gemm::MatRef::rows(wp, gh, input, ldp),
-                false,
-                threads,
-            );
-            Some(dxs)
-        } else {
-            None
+        let d_input = match &self.input {
+            Input::Table(ids) => {
+                // The table row of a token collects the dxp rows of its steps: a scatter-add.
+                let vocab = xs.dim(0)?;
+                let mut dtable = vec![0.0f32; vocab * gh];
+                for (row, &id) in dxp.chunks_exact(gh).zip(ids.iter()) {
+                    let acc = &mut dtable[id as usize * gh..(id as usize + 1) * gh];
+                    for (a, v) in acc.iter_mut().zip(row) {
+                        *a += v;
+                    }
+                }
+                Some(Tensor::from_vec(dtable, (vocab, gh), state0.device())?)
+            }
+            Input::Dense(input) => {
+                let input = *input;
+                let xv = f32_slice(x_cpu, x_layout, "layer input")?;
+                // dW_ih = dxpᵀ·xs, one product over all rows.
+                gemm::matmul(
+                    &mut dw,
+                    ldp,
+                    gemm::MatRef::rows(&dxp, bt, gh, gh).t(),
+                    gemm::MatRef::rows(xv, bt, input, input),
+                    false,
+                    threads,
+                );
+                if let Some(col) = self.b_ih_col() {
+                    for r in 0..gh {
+                        dw[r * ldp + col] = db.chunks_exact(2 * gh).map(|block| block[r]).sum();
+                    }
+                }
+                // dxs = dxp·W_ih, only when the input needs a gradient.
+                if xs.track_op() {
+                    let mut dxs = vec![0.0f32; bt * input];
+                    gemm::matmul(
+                        &mut dxs,
+                        input,
+                        gemm::MatRef::rows(&dxp, bt, gh, gh),
+                        gemm::MatRef::rows(wp, gh, input, ldp),
+                        false,
+                        threads,
+                    );
+                    Some(Tensor::from_vec(dxs, (batch, seq, input), state0.device())?)
+                } else {
+                    None
+                }
+            }
         };
         drop((w_storage, x_storage));
         pool::give(dxp);
         pool::give(dph);
         let dev = state0.device();
-        let dxs = dxs
-            .map(|v| Tensor::from_vec(v, (batch, seq, input), dev))
-            .transpose()?;
         let dw = Tensor::from_vec(dw, (gh, ldp), dev)?;
         let mut dstate = dh0;
         dstate.extend_from_slice(&dc0);
         let dstate = Tensor::from_vec(dstate, (slots, batch, hid), dev)?;
-        Ok((dxs, Some(dw), Some(dstate)))
+        Ok((d_input, Some(dw), Some(dstate)))
     }
 }
