@@ -26,10 +26,11 @@ impl State {
     /// Keeps the batch rows `indices` (u32, shape (n,)) of every state tensor, in that order: how beam
     /// search reorders its hypotheses.
     pub fn select_rows(&self, indices: &Tensor) -> Result<State> {
+        // index_select wants contiguous tensors; a state straight from `forward` can be a view.
         Ok(State {
-            h: self.h.index_select(indices, 1)?,
+            h: self.h.contiguous()?.index_select(indices, 1)?,
             c: match &self.c {
-                Some(c) => Some(c.index_select(indices, 1)?),
+                Some(c) => Some(c.contiguous()?.index_select(indices, 1)?),
                 None => None,
             },
         })

@@ -262,3 +262,21 @@ fn parameters_are_named_and_initialised_as_pytorch() {
         );
     }
 }
+
+#[test]
+fn states_from_forward_select_rows_for_beams() {
+    // A regression: the state `forward` returns is a view of the fused op's output, which index_select
+    // refused until select_rows made it contiguous.
+    for cell in CELLS {
+        let (_vm, rnn) = build(&RecurrentConfig::new(cell, 4, 5));
+        let (_, state) = rnn.forward(&input(3, 4, 4), None, None, false).unwrap();
+        let rows = Tensor::new(&[2u32, 2, 0], &Device::Cpu).unwrap();
+        let picked = state.select_rows(&rows).unwrap();
+        assert_eq!(picked.h.dims(), &[1, 3, 5]);
+        let want = state.h.get(0).unwrap().get(2).unwrap();
+        assert_eq!(
+            max_diff(&picked.h.get(0).unwrap().get(1).unwrap(), &want),
+            0.0
+        );
+    }
+}

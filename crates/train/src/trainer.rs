@@ -1,0 +1,437 @@
+//! The training loop shared by every task.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use candle_core::Tensor;
+use candle_nn::VarMap;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{load_checkpoint, save_checkpoint, save_tensors, Checkpoint, TrainerState};
+use crate::error::{Error, Result};
+use crate::init::named_vars;
+use crate::metrics::{loss_svg, read_metrics, write_metrics, MetricsRow};
+use crate::optim::{clip_factor, AdamW, AdamWConfig};
+use crate::schedule::Schedule;
+
+/// What the loop asks of a task (a language model on a corpus, a classifier on labelled text, ...).
+pub trait Task {
+    /// Batches in one epoch; the same for every epoch.
+    fn batches_per_epoch(&self) -> usize;
+
+    /// Prepares epoch `epoch` (0-based): its data order, and a fresh carry. Must depend only on the epoch and
+    /// the task's seed, so that a resumed run sees the same batches.
+    fn start_epoch(&mut self, epoch: usize) -> Result<()>;
+
+    /// The mean loss of batch `index` of the current epoch (attached to the autograd graph of the
+    /// parameters) and the number of tokens it averages over. `seed` seeds the batch's dropout masks.
+    fn train_batch(&mut self, index: usize, seed: u64) -> Result<(Tensor, usize)>;
+
+    /// The mean validation loss per token; `None` when the task has no validation data.
+    fn validate(&mut self) -> Result<Option<f64>>;
+
+    /// What the task carries from one batch to the next (tensors by name), for a checkpoint.
+    fn carry(&self) -> Result<HashMap<String, Tensor>>;
+
+    /// Restores a carry saved by [`Task::carry`], after [`Task::start_epoch`] of the checkpoint's epoch.
+    fn restore_carry(&mut self, carry: &HashMap<String, Tensor>) -> Result<()>;
+}
+
+/// The loop's settings: plain data, saved in `config.json` under `"train"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LoopConfig {
+    /// Peak learning rate of AdamW. 2e-3: what small recurrent language models train well with under Adam.
+    pub lr: f64,
+    /// AdamW's decoupled weight decay. 0.01: PyTorch's default.
+    pub weight_decay: f64,
+    /// Largest global gradient norm; larger gradients are scaled down to it. 5: recurrent nets have rare
+    /// exploding gradients, which this cuts without touching ordinary steps. 0 disables clipping.
+    pub clip: f64,
+    /// How the learning rate moves after the warm-up. Default: cosine down to 10% of the peak.
+    pub schedule: Schedule,
+    /// Steps of linear warm-up from 0 to the peak. 50: enough for Adam's second moments to settle.
+    pub warmup: usize,
+    /// Passes over the training data (used when `steps` is not set). 20 when neither is set.
+    pub epochs: Option<usize>,
+    /// Optimizer steps; overrides `epochs`.
+    pub steps: Option<usize>,
+    /// Evaluate (and keep the best model) every this many steps, and at the end.
+    pub eval_every: usize,
+    /// Write the resumable checkpoint `trainer/` every this many steps, and at the end.
+    pub checkpoint_every: usize,
+    /// Stop after this many evaluations without a better validation loss; `None` never stops early.
+    pub patience: Option<usize>,
+    /// Seed of the initial weights, the dropout masks and the data order.
+    pub seed: u64,
+}
+
+impl Default for LoopConfig {
+    fn default() -> Self {
+        Self {
+            lr: 2e-3,
+            weight_decay: 0.01,
+            clip: 5.0,
+            schedule: Schedule::default(),
+            warmup: 50,
+            epochs: None,
+            steps: None,
+            eval_every: 100,
+            checkpoint_every: 500,
+            patience: None,
+            seed: 0,
+        }
+    }
+}
+
+impl LoopConfig {
+    /// The number of optimizer steps of the run: `steps`, else `epochs` (default 20) passes.
+    pub fn total_steps(&self, batches_per_epoch: usize) -> usize {
+        self.steps
+            .unwrap_or_else(|| self.epochs.unwrap_or(20) * batches_per_epoch)
+    }
+
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: String| Err(Error::InvalidSetting(what));
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(format!(
+                "the learning rate must be a positive number, got {}",
+                self.lr
+            ));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad(format!(
+                "the weight decay must be >= 0, got {}",
+                self.weight_decay
+            ));
+        }
+        if !(self.clip.is_finite() && self.clip >= 0.0) {
+            return bad(format!(
+                "the clipping norm must be >= 0 (0 disables it), got {}",
+                self.clip
+            ));
+        }
+        if self.eval_every == 0 || self.checkpoint_every == 0 {
+            return bad("--eval-every and --checkpoint-every must be at least 1".to_string());
+        }
+        if self.steps == Some(0) || self.epochs == Some(0) {
+            return bad("--steps and --epochs must be at least 1".to_string());
+        }
+        Ok(())
+    }
+}
+
+/// How one invocation of the loop runs, beside the saved settings.
+#[derive(Default)]
+pub struct RunOptions<'a> {
+    /// Continue from the checkpoint in the model directory.
+    pub resume: bool,
+    /// Stop cleanly (evaluate, save) once this much time has passed in this invocation.
+    pub max_time: Option<Duration>,
+    /// Show a progress bar and a line per evaluation on stderr.
+    pub progress: bool,
+    /// Called after every step with the step number; `Break` stops the run cleanly, as `max_time` does
+    /// (tests use it to interrupt a run).
+    pub on_step: Option<&'a mut dyn FnMut(usize) -> ControlFlow<()>>,
+}
+
+impl std::fmt::Debug for RunOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("resume", &self.resume)
+            .field("max_time", &self.max_time)
+            .field("progress", &self.progress)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a run stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// It took all its steps.
+    Finished,
+    /// `--max-time` ran out.
+    TimeBudget,
+    /// The validation loss stopped improving (`patience`).
+    EarlyStopping,
+    /// The `on_step` callback asked to stop.
+    Interrupted,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainSummary {
+    /// Optimizer steps taken, earlier runs included.
+    pub steps: usize,
+    /// Steps the run was planned for.
+    pub total_steps: usize,
+    /// Best validation loss and its step.
+    pub best_valid: Option<(f64, usize)>,
+    /// The last `train` row's loss.
+    pub last_train_loss: Option<f64>,
+    /// Training time, earlier runs included, in seconds.
+    pub elapsed_s: f64,
+    /// Mean training throughput of this invocation, tokens per second.
+    pub tokens_per_s: f64,
+    /// Why it stopped.
+    pub stopped: Stopped,
+}
+
+/// The seed of step `step`'s dropout masks.
+fn step_seed(seed: u64, step: usize) -> u64 {
+    let mut z = (seed ^ 0xA076_1D64_78BD_642F)
+        .wrapping_add((step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Trains the parameters of `varmap` on `task`, writing into the model directory `dir`: `model.safetensors`
+/// (the weights of the best validation loss, or the latest without validation data), `metrics.csv`,
+/// `loss.svg` and the checkpoint `trainer/` (see [`crate::checkpoint`]).
+///
+/// `fingerprint` identifies the training data; a resumed run must bring the same. With the same settings,
+/// data and seed, a run interrupted at any step and resumed ends with the same weights as an uninterrupted one.
+pub fn train<T: Task>(
+    task: &mut T,
+    varmap: &VarMap,
+    config: &LoopConfig,
+    dir: &Path,
+    fingerprint: &str,
+    mut options: RunOptions<'_>,
+) -> Result<TrainSummary> {
+    config.validate()?;
+    let batches_per_epoch = task.batches_per_epoch();
+    let total = config.total_steps(batches_per_epoch);
+    let vars = named_vars(varmap);
+    let mut opt = AdamW::new(
+        vars.clone(),
+        AdamWConfig {
+            lr: config.lr,
+            weight_decay: config.weight_decay,
+            ..AdamWConfig::default()
+        },
+    )?;
+    let metrics_path = dir.join("metrics.csv");
+    let (mut state, mut rows) = if options.resume {
+        let checkpoint = load_checkpoint(dir, &candle_core::Device::Cpu)?;
+        let state = checkpoint.state;
+        if state.data_fingerprint != fingerprint {
+            return Err(Error::ResumeMismatch(format!(
+                "the training data differs from the data of the run in {} (pass the same --data, --valid and settings)",
+                dir.display()
+            )));
+        }
+        for (name, var) in &vars {
+            let saved = checkpoint.weights.get(name).ok_or_else(|| {
+                Error::ResumeMismatch(format!("the checkpoint has no tensor {name}"))
+            })?;
+            var.set(saved)?;
+        }
+        opt.load_state(&checkpoint.optimizer, state.step as u64)?;
+        task.start_epoch(state.epoch)?;
+        if state.batch_in_epoch > 0 {
+            task.restore_carry(&checkpoint.carry)?;
+        }
+        let rows = if metrics_path.is_file() {
+            read_metrics(&metrics_path)?
+                .into_iter()
+                .filter(|row| row.step <= state.step)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        (state, rows)
+    } else {
+        task.start_epoch(0)?;
+        let state = TrainerState {
+            step: 0,
+            epoch: 0,
+            batch_in_epoch: 0,
+            seed: config.seed,
+            best_valid_loss: None,
+            best_step: None,
+            evals_since_best: 0,
+            elapsed_s: 0.0,
+            tokens: 0,
+            train_loss_sum: 0.0,
+            train_loss_tokens: 0,
+            data_fingerprint: fingerprint.to_string(),
+        };
+        (state, Vec::new())
+    };
+
+    let bar = if options.progress {
+        let bar = ProgressBar::new(total as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta_precise}]",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_position(state.step as u64);
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let say = |line: String| {
+        if options.progress {
+            bar.suspend(|| eprintln!("{line}"));
+        }
+    };
+
+    let started = Instant::now();
+    let elapsed_before = state.elapsed_s;
+    let mut run_train_time = Duration::ZERO;
+    let mut run_tokens = 0u64;
+    let mut window_time = Duration::ZERO; // since the last evaluation
+    let mut window_tokens = 0u64;
+    let mut stopped = Stopped::Finished;
+
+    while state.step < total {
+        let step = state.step + 1;
+        let lr = config.schedule.lr(step, total, config.warmup, config.lr);
+        let t0 = Instant::now();
+        let (loss, tokens) =
+            task.train_batch(state.batch_in_epoch, step_seed(config.seed, step))?;
+        let loss_value = loss.to_scalar::<f32>()? as f64;
+        if !loss_value.is_finite() {
+            return Err(Error::InvalidSetting(format!(
+                "the training loss became {loss_value} at step {step}; try a lower --lr or a smaller --clip"
+            )));
+        }
+        let grads = loss.backward()?;
+        let factor = clip_factor(opt.grad_norm(&grads)?, config.clip);
+        opt.step(&grads, lr, factor)?;
+        drop(grads);
+        let dt = t0.elapsed();
+        run_train_time += dt;
+        window_time += dt;
+        run_tokens += tokens as u64;
+        window_tokens += tokens as u64;
+
+        state.step = step;
+        state.tokens += tokens as u64;
+        state.train_loss_sum += loss_value * tokens as f64;
+        state.train_loss_tokens += tokens as u64;
+        state.batch_in_epoch += 1;
+        if state.batch_in_epoch == batches_per_epoch {
+            state.epoch += 1;
+            state.batch_in_epoch = 0;
+            if step < total {
+                task.start_epoch(state.epoch)?;
+            }
+        }
+        state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
+        let tokens_per_s = window_tokens as f64 / window_time.as_secs_f64().max(1e-9);
+        bar.set_position(step as u64);
+        bar.set_message(format!("loss {loss_value:.4}  {:.0} tok/s", tokens_per_s));
+
+        if let Some(on_step) = options.on_step.as_mut() {
+            if on_step(step).is_break() {
+                stopped = Stopped::Interrupted;
+            }
+        }
+        if options.max_time.is_some_and(|max| started.elapsed() >= max) {
+            stopped = Stopped::TimeBudget;
+        }
+        let stopping = stopped != Stopped::Finished;
+        if step % config.eval_every == 0 || step == total || stopping {
+            let train_loss = state.train_loss_sum / state.train_loss_tokens.max(1) as f64;
+            let row = |split: &str, loss: f64| MetricsRow {
+                step,
+                epoch: state.epoch,
+                split: split.to_string(),
+                loss,
+                lr,
+                tokens_per_s,
+                elapsed_s: state.elapsed_s,
+            };
+            rows.push(row("train", train_loss));
+            let valid = task.validate()?;
+            let mut line = format!(
+                "step {step} (epoch {}): train loss {train_loss:.4}",
+                state.epoch
+            );
+            match valid {
+                Some(valid) => {
+                    rows.push(row("valid", valid));
+                    line.push_str(&format!(
+                        ", valid loss {valid:.4} (perplexity {:.2})",
+                        valid.exp()
+                    ));
+                    if state.best_valid_loss.is_none_or(|best| valid < best) {
+                        state.best_valid_loss = Some(valid);
+                        state.best_step = Some(step);
+                        state.evals_since_best = 0;
+                        save_weights(dir, &vars)?;
+                        line.push_str(", best so far: saved");
+                    } else {
+                        state.evals_since_best += 1;
+                    }
+                }
+                None => save_weights(dir, &vars)?,
+            }
+            say(format!("{line}, {tokens_per_s:.0} tok/s"));
+            state.train_loss_sum = 0.0;
+            state.train_loss_tokens = 0;
+            window_time = Duration::ZERO;
+            window_tokens = 0;
+            write_metrics(&metrics_path, &rows)?;
+            let svg = loss_svg(&rows, "loss");
+            let svg_path = dir.join("loss.svg");
+            crate::atomic::write_bytes_atomically(&svg_path, svg.as_bytes())
+                .map_err(Error::write(&svg_path))?;
+            if config.patience.is_some_and(|p| state.evals_since_best >= p) && !stopping {
+                stopped = Stopped::EarlyStopping;
+            }
+        }
+        let stopping = stopped != Stopped::Finished;
+        if step % config.checkpoint_every == 0 || step == total || stopping {
+            state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
+            let weights = vars
+                .iter()
+                .map(|(name, var)| (name.clone(), var.as_tensor().clone()))
+                .collect();
+            save_checkpoint(
+                dir,
+                &Checkpoint {
+                    state: state.clone(),
+                    weights,
+                    optimizer: opt.state_tensors()?,
+                    carry: task.carry()?,
+                },
+            )?;
+        }
+        if stopping {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    Ok(TrainSummary {
+        steps: state.step,
+        total_steps: total,
+        best_valid: state.best_valid_loss.zip(state.best_step),
+        last_train_loss: rows
+            .iter()
+            .rev()
+            .find(|r| r.split == "train")
+            .map(|r| r.loss),
+        elapsed_s: elapsed_before + started.elapsed().as_secs_f64(),
+        tokens_per_s: run_tokens as f64 / run_train_time.as_secs_f64().max(1e-9),
+        stopped,
+    })
+}
+
+/// Saves the parameters as `dir/model.safetensors`.
+fn save_weights(dir: &Path, vars: &HashMap<String, candle_core::Var>) -> Result<()> {
+    let tensors = vars
+        .iter()
+        .map(|(name, var)| (name.clone(), var.as_tensor().clone()))
+        .collect();
+    save_tensors(&dir.join("model.safetensors"), &tensors)
+}
