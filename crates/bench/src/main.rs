@@ -12,12 +12,11 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor, D};
-use candle_nn::{
-    embedding, linear, AdamW, Embedding, Linear, Module, Optimizer, ParamsAdamW, VarBuilder, VarMap,
-};
+use candle_nn::{embedding, linear, Embedding, Linear, Module, VarBuilder, VarMap};
 use clap::Parser;
 use seqlab_cells::linear as fused_linear;
 use seqlab_cells::{CellKind, Recurrent, RecurrentConfig, State};
+use seqlab_train::{AdamW, AdamWConfig};
 
 const VOCAB: usize = 96;
 const IMPL: &str = "seqlab";
@@ -205,9 +204,16 @@ fn train_bench(
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     let model = CharModel::new(cell, hidden, layers, vb)?;
+    // The optimizer `seqlab lm train` uses: AdamW on the parameters' raw buffers (weight decay 0 = Adam, as
+    // the reference's torch.optim.Adam).
+    let params = varmap
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the parameter map is poisoned"))?
+        .clone();
     let mut opt = AdamW::new(
-        varmap.all_vars(),
-        ParamsAdamW {
+        params,
+        AdamWConfig {
             lr: 1e-3,
             weight_decay: 0.0,
             ..Default::default()
@@ -230,7 +236,7 @@ fn train_bench(
         let t1 = Instant::now();
         let grads = loss.backward()?;
         let t2 = Instant::now();
-        opt.step(&grads)?;
+        opt.step(&grads, 1e-3, 1.0)?;
         let t3 = Instant::now();
         Ok((
             (t1 - t0).as_secs_f64(),

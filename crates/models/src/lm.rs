@@ -177,15 +177,10 @@ impl LanguageModel {
     ) -> Result<(Tensor, State)> {
         let train = matches!(mode, Mode::Train { .. });
         let (out, state) = match &self.embedding {
-            Some(embedding) => {
-                let (batch, seq_len) = ids.dims2()?;
-                let xs = embedding.index_select(&ids.flatten_all()?, 0)?.reshape((
-                    batch,
-                    seq_len,
-                    self.config.embed,
-                ))?;
-                self.rnn.forward(&xs, None, state, train)?
-            }
+            // The lookup is folded into layer 0's input projection when the vocabulary is small.
+            Some(embedding) => self
+                .rnn
+                .forward_embedded(ids, embedding, None, state, train)?,
             // One-hot input without building it: layer 0's input projection gathers columns of W_ih.
             None => self.rnn.forward_one_hot(ids, None, state, train)?,
         };
