@@ -266,17 +266,15 @@ fn backward_block_impl(
                 next,
             );
             // The bias gradients are the column sums of dxp and dph: summed here while the rows are hot.
+            // (Without a separate dph, db_h equals db_x: copied once at the end.)
             if !db_x.is_empty() {
                 for (s, v) in db_x.iter_mut().zip(&dxp[at * gh..(at + 1) * gh]) {
                     *s += v;
                 }
-                let dph_row: &[f32] = if separate_dph {
-                    &dph[at * gh..(at + 1) * gh]
-                } else {
-                    &dxp[at * gh..(at + 1) * gh]
-                };
-                for (s, v) in db_h.iter_mut().zip(dph_row) {
-                    *s += v;
+                if separate_dph {
+                    for (s, v) in db_h.iter_mut().zip(&dph[at * gh..(at + 1) * gh]) {
+                        *s += v;
+                    }
                 }
             }
         }
@@ -295,5 +293,8 @@ fn backward_block_impl(
     dh0.copy_from_slice(&dh);
     if slots == 2 {
         dc0.copy_from_slice(&dc);
+    }
+    if !separate_dph {
+        db_h.copy_from_slice(db_x);
     }
 }

@@ -144,6 +144,17 @@ fn loss_grad_impl(
     }
 }
 
+/// Rows per thread: all of them below 64K logits (a thread costs more than it saves), else an even split
+/// over candle's thread count.
+fn block_rows(n: usize, vocab: usize) -> usize {
+    let threads = if n * vocab < 1 << 16 {
+        1
+    } else {
+        candle_core::utils::get_num_threads().max(1)
+    };
+    n.div_ceil(threads).max(1)
+}
+
 impl CrossEntropy {
     fn counted(&self, targets: &[u32]) -> usize {
         targets.iter().filter(|&&t| Some(t) != self.ignore).count()
@@ -164,9 +175,35 @@ impl CustomOp2 for CrossEntropy {
     ) -> Result<(CpuStorage, Shape)> {
         let (_, vocab) = l1.shape().dims2()?;
         let (logits, targets) = slices(s1, l1, s2, l2)?;
-        let mut total = Ok(0.0);
-        loss_sum(logits, targets, vocab, self.ignore, &mut total);
-        let total = total?;
+        let rows = block_rows(targets.len(), vocab);
+        let mut totals: Vec<Result<f64>> = Vec::new();
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = logits
+                .chunks(rows * vocab)
+                .zip(targets.chunks(rows))
+                .map(|(l, t)| {
+                    scope.spawn(move || {
+                        let mut total = Ok(0.0);
+                        loss_sum(l, t, vocab, self.ignore, &mut total);
+                        total
+                    })
+                })
+                .collect();
+            totals = handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(candle_core::Error::Msg(
+                            "cross_entropy: a worker panicked".into(),
+                        ))
+                    })
+                })
+                .collect();
+        });
+        let mut total = 0.0;
+        for t in totals {
+            total += t?;
+        }
         let count = self.counted(targets).max(1);
         Ok((
             CpuStorage::F32(vec![(total / count as f64) as f32]),
@@ -191,7 +228,16 @@ impl CustomOp2 for CrossEntropy {
         let (lv, tv) = slices(lc, ll, tc, tl)?;
         let scale = g / self.counted(tv).max(1) as f32;
         let mut d = vec![0.0f32; n * vocab];
-        loss_grad(lv, tv, vocab, self.ignore, scale, &mut d);
+        let rows = block_rows(n, vocab);
+        std::thread::scope(|scope| {
+            for ((d, l), t) in d
+                .chunks_mut(rows * vocab)
+                .zip(lv.chunks(rows * vocab))
+                .zip(tv.chunks(rows))
+            {
+                scope.spawn(move || loss_grad(l, t, vocab, self.ignore, scale, d));
+            }
+        });
         drop((ls, ts));
         Ok((
             Some(Tensor::from_vec(d, (n, vocab), logits.device())?),
