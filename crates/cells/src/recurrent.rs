@@ -115,13 +115,7 @@ impl Recurrent {
         init: Option<&State>,
         train: bool,
     ) -> Result<(Tensor, State)> {
-        let (batch, seq_len) = match ids.dims() {
-            [b, s] => (*b, *s),
-            other => bail!("expected token ids of shape (batch, seq), got {other:?}"),
-        };
-        if ids.dtype() != DType::U32 {
-            bail!("expected u32 token ids, got {:?}", ids.dtype());
-        }
+        let (batch, seq_len) = token_ids_dims(ids)?;
         let vocab = self.config.input_size;
         if ids.device().is_cpu() {
             // Validated like a dense input of the same shape; the kernel checks each id.
@@ -159,13 +153,7 @@ impl Recurrent {
         init: Option<&State>,
         train: bool,
     ) -> Result<(Tensor, State)> {
-        let (batch, seq_len) = match ids.dims() {
-            [b, s] => (*b, *s),
-            other => bail!("expected token ids of shape (batch, seq), got {other:?}"),
-        };
-        if ids.dtype() != DType::U32 {
-            bail!("expected u32 token ids, got {:?}", ids.dtype());
-        }
+        let (batch, seq_len) = token_ids_dims(ids)?;
         let (vocab, width) = embedding.dims2()?;
         if width != self.config.input_size {
             bail!(
@@ -459,6 +447,18 @@ impl Recurrent {
             _ => Ok(()),
         }
     }
+}
+
+/// (batch, seq) of a tensor of token ids, which must be u32 of rank 2.
+fn token_ids_dims(ids: &Tensor) -> Result<(usize, usize)> {
+    let dims = match ids.dims() {
+        [b, s] => (*b, *s),
+        other => bail!("expected token ids of shape (batch, seq), got {other:?}"),
+    };
+    if ids.dtype() != DType::U32 {
+        bail!("expected u32 token ids, got {:?}", ids.dtype());
+    }
+    Ok(dims)
 }
 
 /// One-hot rows (batch, seq, vocab) of `ids`.
