@@ -329,14 +329,10 @@ impl CustomOp3 for RecurrenceOp {
                         ids.len()
                     );
                 }
-                let table = f32_slice(s1, l1, "input table")?;
-                for (row, &id) in xp.chunks_exact_mut(gh).zip(ids.iter()) {
-                    let id = id as usize;
-                    if id >= vocab {
-                        bail!("token id {id} is outside the vocabulary of {vocab}");
-                    }
-                    row.copy_from_slice(&table[id * gh..(id + 1) * gh]);
+                if let Some(&id) = ids.iter().find(|&&id| id as usize >= vocab) {
+                    bail!("token id {id} is outside the vocabulary of {vocab}");
                 }
+                // The rows are gathered by each block's thread, below.
             }
             Input::Dense(input) => {
                 let input = *input;
@@ -379,6 +375,10 @@ impl CustomOp3 for RecurrenceOp {
             aux: pool::take(if lstm || gru { bt * hid } else { 0 }),
         };
         let (h0, c0) = state0.split_at(batch * hid);
+        let gather = match &self.input {
+            Input::Table(ids) => Some((f32_slice(s1, l1, "input table")?, &ids[..])),
+            Input::Dense(_) => None,
+        };
         let rows = block_rows(batch);
         let chunk = |n: usize| (rows * seq * n).max(1);
         std::thread::scope(|scope| {
@@ -406,7 +406,16 @@ impl CustomOp3 for RecurrenceOp {
                     aux: aux.next().unwrap_or_default(),
                 };
                 let weights = &weights;
-                scope.spawn(move || forward_block(d, n, lengths, xp, weights, h0, c0, res, saved));
+                let gather =
+                    gather.map(|(table, ids)| (table, &ids[i * rows * seq..(i * rows + n) * seq]));
+                scope.spawn(move || {
+                    if let Some((table, ids)) = gather {
+                        for (row, &id) in xp.chunks_exact_mut(gh).zip(ids) {
+                            row.copy_from_slice(&table[id as usize * gh..(id as usize + 1) * gh]);
+                        }
+                    }
+                    forward_block(d, n, lengths, xp, weights, h0, c0, res, saved)
+                });
             }
         });
         pool::give(xp);
@@ -519,14 +528,27 @@ impl CustomOp3 for RecurrenceOp {
         let d_input = match &self.input {
             Input::Table(ids) => {
                 // The table row of a token collects the dxp rows of its steps: a scatter-add.
+                // Each thread owns a range of the table's rows and scans every step for its tokens.
                 let vocab = xs.dim(0)?;
                 let mut dtable = vec![0.0f32; vocab * gh];
-                for (row, &id) in dxp.chunks_exact(gh).zip(ids.iter()) {
-                    let acc = &mut dtable[id as usize * gh..(id as usize + 1) * gh];
-                    for (a, v) in acc.iter_mut().zip(row) {
-                        *a += v;
+                let per = vocab.div_ceil(threads.max(1)).max(1);
+                std::thread::scope(|scope| {
+                    for (part, block) in dtable.chunks_mut(per * gh).enumerate() {
+                        let (first, dxp) = (part * per, &dxp[..]);
+                        scope.spawn(move || {
+                            let last = first + block.len() / gh;
+                            for (row, &id) in dxp.chunks_exact(gh).zip(ids.iter()) {
+                                let id = id as usize;
+                                if (first..last).contains(&id) {
+                                    let acc = &mut block[(id - first) * gh..(id - first + 1) * gh];
+                                    for (a, v) in acc.iter_mut().zip(row) {
+                                        *a += v;
+                                    }
+                                }
+                            }
+                        });
                     }
-                }
+                });
                 Some(Tensor::from_vec(dtable, (vocab, gh), state0.device())?)
             }
             Input::Dense(input) => {
