@@ -46,10 +46,7 @@ pub fn linear(xs: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
 struct LinearOp;
 
 fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&s.as_slice::<f32>()?[a..b]),
-        None => bail!("linear: expected contiguous operands"),
-    }
+    super::contiguous(s, l, "linear operand")
 }
 
 fn threads() -> usize {

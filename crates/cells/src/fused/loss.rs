@@ -48,12 +48,10 @@ fn slices<'a>(
     s2: &'a CpuStorage,
     l2: &Layout,
 ) -> Result<(&'a [f32], &'a [u32])> {
-    match (l1.contiguous_offsets(), l2.contiguous_offsets()) {
-        (Some((a, b)), Some((c, d))) => {
-            Ok((&s1.as_slice::<f32>()?[a..b], &s2.as_slice::<u32>()?[c..d]))
-        }
-        _ => bail!("cross_entropy: expected contiguous operands"),
-    }
+    Ok((
+        super::contiguous(s1, l1, "cross-entropy logits")?,
+        super::contiguous(s2, l2, "cross-entropy targets")?,
+    ))
 }
 
 /// log Σ exp(row) computed stably.

@@ -220,12 +220,21 @@ struct RecurrenceOp {
     saved: Mutex<Option<Saved>>,
 }
 
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
+/// The data of a contiguous CPU operand of a fused op; `what` names it in the error.
+pub(crate) fn contiguous<'a, T: candle_core::WithDType>(
+    s: &'a CpuStorage,
+    l: &Layout,
+    what: &str,
+) -> Result<&'a [T]> {
+    let data = s.as_slice::<T>()?;
     match l.contiguous_offsets() {
         Some((start, end)) => Ok(&data[start..end]),
-        None => bail!("the fused recurrence needs a contiguous {what}"),
+        None => bail!("seqlab's fused ops need a contiguous {what}"),
     }
+}
+
+fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    contiguous(s, l, what)
 }
 
 /// Threads for the per-step loops: candle's thread count, at most one per batch row.
