@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use crate::error::{one_line, Error, Result};
 use crate::hub::{HubFile, HUB_SCHEME};
+use crate::hub_dataset::{is_hub_dataset, Hub};
+use crate::rows::{text_rows, ColumnFlags};
 
 /// The book `seqlab lm train` learns when no `--data` is given.
 pub const DEFAULT_BOOK: &str = "Around the World in 80 Days (Jules Verne, public domain)";
@@ -28,19 +30,66 @@ pub struct Corpus {
 
 /// Reads the corpus named by `sources`: local files and `hf://datasets/OWNER/NAME[@REVISION]/FILE` addresses,
 /// joined in order with [`seqlab_tokenize::read_corpus`]'s rules (BOM and CRLF tolerated). With no sources,
-/// reads the default book ([`default_book`]).
+/// reads the default book ([`default_book`]). Tables (hub splits, `.parquet`, `.csv`, `.tsv` files) give
+/// the rows of their `text` column: see [`load_corpus_with`].
 pub fn load_corpus(sources: &[String]) -> Result<Corpus> {
+    load_corpus_with(&Hub::from_env(), sources, None)
+}
+
+/// [`load_corpus`] through a given hub, with a chosen text column. A hub split
+/// (`hf://datasets/OWNER/NAME[@REVISION][:[CONFIG/]SPLIT]`) or a `.parquet`, `.csv` or `.tsv` file gives the
+/// rows of its text column (`text_column`, else the catalogue's, else `text`), one per line; any other file
+/// is read as text.
+pub fn load_corpus_with(
+    hub: &Hub,
+    sources: &[String],
+    text_column: Option<&str>,
+) -> Result<Corpus> {
     if sources.is_empty() {
         return default_book();
     }
-    let paths = sources
-        .iter()
-        .map(|source| resolve_source(source))
-        .collect::<Result<Vec<_>>>()?;
+    let mut text = String::new();
+    for source in sources {
+        let part = if is_table(source) {
+            let flags = ColumnFlags {
+                text: text_column.map(str::to_string),
+                ..ColumnFlags::default()
+            };
+            let rows = text_rows(hub, source, &flags)?;
+            let mut joined = rows.join("\n").replace("\r\n", "\n");
+            if !joined.ends_with('\n') {
+                joined.push('\n');
+            }
+            joined
+        } else {
+            let path = if source.starts_with(HUB_SCHEME) {
+                hub.file(&HubFile::parse(source)?)?
+            } else {
+                PathBuf::from(source)
+            };
+            seqlab_tokenize::read_text(&path)?
+        };
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&part);
+    }
     Ok(Corpus {
-        text: seqlab_tokenize::read_corpus(&paths)?,
+        text,
         description: sources.join(", "),
     })
+}
+
+/// Whether a data source is read as a table: a hub split, or a parquet, CSV or TSV file.
+pub fn is_table(source: &str) -> bool {
+    if is_hub_dataset(source) {
+        return true;
+    }
+    let extension = source
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    matches!(extension.as_str(), "parquet" | "csv" | "tsv")
 }
 
 /// The local path of one data source: a file path as it is, a hub address fetched through the cache.

@@ -25,8 +25,9 @@ pub enum Error {
         hub: String,
     },
 
-    /// A `hf://` data address is malformed or names something other than a file of a dataset repository.
-    #[error("{spec} is not a hub file address: {reason} (expected hf://datasets/OWNER/NAME[@REVISION]/FILE)")]
+    /// A `hf://` data address is malformed or names something other than a file or a split of a dataset
+    /// repository.
+    #[error("{spec} is not a hub address: {reason} (expected hf://datasets/OWNER/NAME[@REVISION]/FILE or hf://datasets/OWNER/NAME[@REVISION][:[CONFIG/]SPLIT])")]
     BadHubAddress {
         /// The address as given.
         spec: String,
@@ -76,6 +77,161 @@ pub enum Error {
         path: PathBuf,
         /// What the operating system said.
         error: std::io::Error,
+    },
+
+    /// An image file is missing, corrupt or of a format seqlab does not decode (PNG and JPEG only).
+    #[error("{}: {reason}", path.display())]
+    Image {
+        /// The image file.
+        path: PathBuf,
+        /// What is wrong with it, on one line.
+        reason: String,
+    },
+
+    /// A line of a captions file (`image,caption` CSV) is malformed.
+    #[error("{}, line {line}: {reason}", path.display())]
+    Captions {
+        /// The captions file.
+        path: PathBuf,
+        /// The 1-based line.
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A file or directory could not be written.
+    #[error("cannot write {}: {error}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        error: std::io::Error,
+    },
+
+    /// A row of a labelled-text file is malformed: an unclosed quote, a wrong number of fields, no tab.
+    #[error("{file}, line {line}: {reason}")]
+    MalformedRow {
+        /// The file (or other source) of the row.
+        file: String,
+        /// The line the row starts on, 1-based.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A labelled example has an empty text.
+    #[error("{file}, line {line}: the text is empty")]
+    EmptyText {
+        /// The file (or other source) of the row.
+        file: String,
+        /// The line the row starts on, 1-based.
+        line: usize,
+    },
+
+    /// A label is not a valid class: not a positive class number, or a name the model does not know.
+    #[error("{file}, line {line}: bad label {label:?}: {reason}")]
+    BadLabel {
+        /// The file (or other source) of the row.
+        file: String,
+        /// The line the row starts on, 1-based.
+        line: usize,
+        /// The label as written.
+        label: String,
+        /// Why it is not valid.
+        reason: String,
+    },
+
+    /// A labelled-text file holds no examples.
+    #[error("{file} holds no labelled examples")]
+    NoExamples {
+        /// The file.
+        file: String,
+    },
+
+    /// A parallel file holds no usable sentence pair.
+    #[error("{file} holds no source<TAB>target pairs ({skipped} lines skipped: no tab, an empty side, or too long)")]
+    NoPairs {
+        /// The file.
+        file: String,
+        /// Lines left out.
+        skipped: usize,
+    },
+
+    /// A sequence to batch has no tokens.
+    #[error("sequence {index} has no tokens; every row of a padded batch needs at least one")]
+    EmptySequence {
+        /// Its index among the sequences.
+        index: usize,
+    },
+
+    /// A hub split (or file) is neither in the local cache nor reachable on the hub.
+    #[error(
+        "cannot fetch {spec}: it is not in the hub cache ({}) and the Hugging Face Hub did not give it \
+         ({reason}); fetch it once where there is a network (seqlab data fetch), or pass a local file instead \
+         (--data FILE.parquet, .csv, .tsv or .txt)",
+        cache.display()
+    )]
+    NotCached {
+        /// The address as given.
+        spec: String,
+        /// The hub cache that was searched.
+        cache: PathBuf,
+        /// Why the hub gave nothing, on one line.
+        reason: String,
+    },
+
+    /// A file is not a readable parquet file (corrupt, truncated, or of another format).
+    #[error("{} is not a readable parquet file: {reason}", path.display())]
+    Parquet {
+        /// The file.
+        path: PathBuf,
+        /// What the parquet reader said, on one line.
+        reason: String,
+    },
+
+    /// A table (parquet, CSV, TSV or text file, or a hub split) lacks a column that was asked for.
+    #[error("{source_name} has no column \"{column}\" (its columns: {available}){}", flag.map(|f| format!("; choose one with {f}")).unwrap_or_default())]
+    MissingColumn {
+        /// The file or hub address.
+        source_name: String,
+        /// The column asked for.
+        column: String,
+        /// The columns it has, comma-separated.
+        available: String,
+        /// The command-line flag that names this column, when known.
+        flag: Option<&'static str>,
+    },
+
+    /// A column exists but cannot give what was asked of it (a struct named without a field, an image
+    /// stored by path only, a list where text was expected, ...).
+    #[error("{source_name}: column \"{column}\" {reason}")]
+    BadColumn {
+        /// The file or hub address.
+        source_name: String,
+        /// The column.
+        column: String,
+        /// What is wrong, as the end of a sentence.
+        reason: String,
+    },
+
+    /// A line of a CSV or TSV table is malformed.
+    #[error("{}, line {line}: {reason}", path.display())]
+    Csv {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line.
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A name that is not in the dataset catalogue.
+    #[error("no dataset named \"{name}\" in the catalogue (it has: {known}); pass an hf://datasets/OWNER/NAME address instead")]
+    UnknownDataset {
+        /// The name as given.
+        name: String,
+        /// The catalogue's names, comma-separated.
+        known: String,
     },
 
     /// Building a tensor failed.

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use hf_hub::{Repo, RepoType};
 
-use crate::error::{one_line, Error, Result};
+use crate::error::{Error, Result};
 
 /// The scheme of hub addresses.
 pub const HUB_SCHEME: &str = "hf://";
@@ -37,9 +37,7 @@ impl HubFile {
         let (owner, name, path) = match (parts.next(), parts.next(), parts.next()) {
             (Some(owner), Some(name), Some(path)) => (owner, name, path),
             _ if rest.contains(':') => {
-                return Err(bad(
-                    "parquet splits (NAME:SPLIT) are not supported yet, name a text file",
-                ))
+                return Err(bad("it names a split of the dataset, not a file"))
             }
             _ => return Err(bad("it names no file")),
         };
@@ -47,6 +45,9 @@ impl HubFile {
             Some((name, revision)) => (name, revision),
             None => (name, "main"),
         };
+        if name.contains(':') || revision.contains(':') {
+            return Err(bad("it names a split of the dataset, not a file"));
+        }
         if owner.is_empty() || name.is_empty() || revision.is_empty() {
             return Err(bad("the owner, name or revision is empty"));
         }
@@ -71,26 +72,10 @@ impl HubFile {
             .get(&self.path)
     }
 
-    /// The local path of the file: from the cache when it is there, else downloaded into the cache.
+    /// The local path of the file: from the cache when it is there, else downloaded into the cache (the
+    /// environment's hub, [`crate::Hub::from_env`]).
     pub fn fetch(&self) -> Result<PathBuf> {
-        if let Some(path) = self.cached() {
-            return Ok(path);
-        }
-        let api = hf_hub::api::sync::ApiBuilder::from_env()
-            .with_cache_dir(cache_dir())
-            .with_progress(false)
-            .build()
-            .map_err(|e| self.error(e))?;
-        api.repo(self.hf_repo())
-            .get(&self.path)
-            .map_err(|e| self.error(e))
-    }
-
-    fn error(&self, error: impl std::fmt::Display) -> Error {
-        Error::Hub {
-            spec: self.to_string(),
-            reason: one_line(error),
-        }
+        crate::hub_dataset::Hub::from_env().file(self)
     }
 }
 
@@ -144,6 +129,7 @@ mod tests {
             "hf://models/gpt2/config.json",
             "hf://datasets/someone/books",
             "hf://datasets/someone/books:train",
+            "hf://datasets/someone/books:en-es/train",
             "hf://datasets/someone/books/",
             "hf://datasets//books/a.txt",
         ] {

@@ -9,6 +9,12 @@
 //! way generation starts. The only randomness is where each epoch's stream begins ([`epoch_offset`],
 //! [`StreamBatches::for_epoch`]), a pure function of the seed and the epoch, so a resumed run sees exactly the batches an uninterrupted one would.
 //!
+//! Real datasets come from the Hugging Face Hub by address (`hf://datasets/OWNER/NAME[:[CONFIG/]SPLIT]`):
+//! the parquet files the hub serves under `refs/convert/parquet`, through hf-hub's cache, cache first
+//! ([`Hub`], [`HubDataset`]). Every pipeline gets its rows through one reader, [`Table`] (parquet, CSV, TSV,
+//! text), by column role ([`text_rows`], [`labelled_rows`], [`translation_pairs`], [`caption_rows`]); a
+//! small [`catalogue`] names the usual datasets with their columns and licences.
+//!
 //! The default corpus needs no network: the book *Around the World in 80 Days* ships inside the `esaxx-rs`
 //! crate, a dependency of `tokenizers`, so it lies in the cargo registry of every machine that builds
 //! seqlab ([`default_book`]).
@@ -29,14 +35,52 @@
 //! ```
 #![warn(missing_docs)]
 
+mod captions;
+mod catalogue;
 mod corpus;
+mod delimited;
 mod error;
+mod extract;
 mod hub;
+mod hub_dataset;
+mod images;
+mod labelled;
+mod padded;
+mod parallel;
+mod parquet_io;
+mod rows;
+mod shapes;
 mod stream;
+mod table;
 
+pub use captions::{
+    load_images, parse_captions, read_captions, split_by_image, CaptionedImage, LoadedImages,
+    OnBadImage,
+};
+pub use catalogue::{catalogue, entry_for, find_dataset, CatalogueEntry, ColumnRoles, DatasetTask};
 pub use corpus::{
-    default_book, load_corpus, resolve_source, split_tail, strip_gutenberg, Corpus, DEFAULT_BOOK,
+    default_book, is_table, load_corpus, load_corpus_with, resolve_source, split_tail,
+    strip_gutenberg, Corpus, DEFAULT_BOOK,
 };
 pub use error::{Error, Result};
+pub use extract::{caption_files, caption_files_with, extract_captions, extracted_dir};
 pub use hub::{cache_dir as hub_cache_dir, HubFile, HUB_SCHEME};
+pub use hub_dataset::{
+    is_hub_dataset, Hub, HubDataset, SplitFiles, DEFAULT_CONFIG, DEFAULT_SPLIT, PARQUET_REVISION,
+};
+pub use images::{images_tensor, load_image, ImageOptions};
+pub use labelled::{
+    agnews_rows, assign_labels, infer_labels, parse_csv, parse_tsv, read_label_names,
+    read_labelled, CsvRecord, Example, LabelKind, Labelled, LabelledFormat, LabelledRow, TextField,
+};
+pub use padded::{bucket_batches, sorted_batches, PaddedBatch, BUCKET_POOL};
+pub use parallel::{parse_parallel, read_parallel, BadLine, Pair, Parallel, ParallelOptions};
+pub use rows::{
+    caption_rows, catalogue_columns, is_labelled_table, labelled_rows, labelled_table_rows,
+    parallel_text, text_rows, translation_pairs, CaptionRow, ColumnFlags, LabelledRows,
+};
+pub use shapes::{
+    generate_shapes, is_held_out, ShapesConfig, ShapesSplit, COLOURS, POSITIONS, SHAPES,
+};
 pub use stream::{epoch_offset, Batch, StreamBatches};
+pub use table::{source_files, Column, Table, Values};
