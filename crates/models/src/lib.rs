@@ -1,6 +1,6 @@
 //! seqlab's models, each a struct with a serde `Config` and `new(&Config, VarBuilder)`, built on the shared
-//! recurrent cells: for now the [`LanguageModel`] (the classifier, translator and captioner land with their
-//! pipelines).
+//! recurrent cells: the [`LanguageModel`] (many-to-many), the [`Classifier`] (many-to-one), [`Seq2Seq`]
+//! (encoder-decoder with attention) and the [`Captioner`] (a CNN encoder and a recurrent decoder).
 //!
 //! The main design decision: names inside the `VarBuilder` mirror a PyTorch module tree (`embedding.weight`,
 //! `rnn.weight_ih_l0`, `head.weight`, ...), so a PyTorch `state_dict` saved with safetensors loads unchanged,
@@ -30,6 +30,16 @@
 //! ```
 #![warn(missing_docs)]
 
+mod attention;
+mod captioner;
+mod classifier;
+mod cnn;
 mod lm;
+mod seq2seq;
 
+pub use attention::{Attention, AttentionKind, Memory};
+pub use captioner::{Captioner, CaptionerConfig, Inject};
+pub use classifier::{Classifier, ClassifierConfig, Pooling};
+pub use cnn::{conv3x3, CnnConfig, CnnEncoder};
 pub use lm::{LanguageModel, LanguageModelConfig, Mode};
+pub use seq2seq::{Decoder, DecoderState, Seq2Seq, Seq2SeqConfig, Seq2SeqOutput, TeacherForcing};

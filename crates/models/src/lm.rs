@@ -197,7 +197,7 @@ impl LanguageModel {
 
 /// Inverted dropout with a mask drawn from `seed`: each element is zeroed with probability `p`, the others
 /// scaled by 1 / (1 - p).
-fn dropout(xs: &Tensor, p: f32, seed: u64) -> Result<Tensor> {
+pub(crate) fn dropout(xs: &Tensor, p: f32, seed: u64) -> Result<Tensor> {
     let n = xs.elem_count();
     let scale = 1.0 / (1.0 - p);
     // An element survives when a uniform 32-bit draw is at or above p·2³².

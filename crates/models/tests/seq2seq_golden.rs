@@ -1,0 +1,234 @@
+//! `Seq2Seq` loads a PyTorch twin's state_dict unchanged and gives its logits and attention weights to 1e-5,
+//! through the whole-sequence forward pass and step by step through `StepModel`. Fixtures:
+//! tests/reference/make_seq2seq_fixture.py.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use seqlab_decode::StepModel;
+use seqlab_models::{Mode, Seq2Seq, Seq2SeqConfig, TeacherForcing};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+struct Case {
+    model: Seq2Seq,
+    src: Tensor,
+    lengths: Vec<usize>,
+    tgt_in: Tensor,
+    logits: Tensor,
+    attention: Option<Tensor>,
+}
+
+fn load(name: &str) -> Case {
+    let configs: HashMap<String, Seq2SeqConfig> = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("seq2seq_cases.json")).unwrap(),
+    )
+    .unwrap();
+    let device = Device::Cpu;
+    let tensors = candle_core::safetensors::load(
+        fixtures().join(format!("seq2seq_{name}.safetensors")),
+        &device,
+    )
+    .unwrap();
+    let ids = |key: &str| tensors[key].to_dtype(DType::U32).unwrap();
+    let lengths: Vec<usize> = tensors["input.lengths"]
+        .to_vec1::<i64>()
+        .unwrap()
+        .into_iter()
+        .map(|l| l as usize)
+        .collect();
+    let case = Case {
+        src: ids("input.src"),
+        tgt_in: ids("input.tgt_in"),
+        lengths,
+        logits: tensors["expected.logits"].clone(),
+        attention: tensors.get("expected.attention").cloned(),
+        model: Seq2Seq::new(
+            &configs[name],
+            VarBuilder::from_tensors(tensors.clone(), DType::F32, &device),
+        )
+        .unwrap(),
+    };
+    case
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    a.sub(b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap()
+}
+
+fn check(name: &str) {
+    let case = load(name);
+    let out = case
+        .model
+        .forward(
+            &case.src,
+            &case.lengths,
+            &case.tgt_in,
+            Mode::Eval,
+            TeacherForcing::default(),
+        )
+        .unwrap();
+    let diff = max_diff(&out.logits, &case.logits);
+    assert!(diff < 1e-5, "{name}: logits differ from PyTorch by {diff}");
+    match (&out.attention, &case.attention) {
+        (Some(got), Some(want)) => {
+            let diff = max_diff(got, want);
+            assert!(
+                diff < 1e-5,
+                "{name}: attention differs from PyTorch by {diff}"
+            );
+        }
+        (None, None) => {}
+        _ => panic!("{name}: attention present on one side only"),
+    }
+
+    // Step by step through StepModel, as decoding runs it.
+    let decoder = case.model.decoder();
+    let mut state = case
+        .model
+        .encode(&case.src, &case.lengths, Mode::Eval)
+        .unwrap();
+    let (_, tgt_len) = case.tgt_in.dims2().unwrap();
+    for t in 0..tgt_len {
+        let tokens = case
+            .tgt_in
+            .narrow(1, t, 1)
+            .unwrap()
+            .squeeze(1)
+            .unwrap()
+            .contiguous()
+            .unwrap();
+        let (logits, next) = decoder.step(&tokens, &state).unwrap();
+        let want = case.logits.narrow(1, t, 1).unwrap().squeeze(1).unwrap();
+        let diff = max_diff(&logits, &want);
+        assert!(
+            diff < 1e-5,
+            "{name}: step {t} logits differ from PyTorch by {diff}"
+        );
+        if let Some(want) = &case.attention {
+            let want = want.narrow(1, t, 1).unwrap().squeeze(1).unwrap();
+            let diff = max_diff(next.attention.as_ref().unwrap(), &want);
+            assert!(diff < 1e-5, "{name}: step {t} attention differs by {diff}");
+        }
+        state = next;
+    }
+}
+
+#[test]
+fn seq2seq_without_attention_gru_matches_torch() {
+    check("none_gru");
+}
+
+#[test]
+fn seq2seq_general_attention_bidirectional_lstm_matches_torch() {
+    check("general_lstm_bidirectional");
+}
+
+#[test]
+fn seq2seq_additive_attention_input_feeding_two_layers_matches_torch() {
+    check("additive_lstm_input_feeding_2_layers");
+}
+
+#[test]
+fn seq2seq_dot_attention_gru_matches_torch() {
+    check("dot_gru");
+}
+
+#[test]
+fn attention_ignores_padding_and_rows_sum_to_one() {
+    let case = load("general_lstm_bidirectional");
+    let out = case
+        .model
+        .forward(
+            &case.src,
+            &case.lengths,
+            &case.tgt_in,
+            Mode::Eval,
+            TeacherForcing::default(),
+        )
+        .unwrap();
+    let weights: Vec<Vec<Vec<f32>>> = out.attention.unwrap().to_vec3().unwrap();
+    for (row, &len) in weights.iter().zip(&case.lengths) {
+        for step in row {
+            assert!(step[len..].iter().all(|&w| w == 0.0), "{step:?}");
+            assert!((step.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        }
+    }
+}
+
+#[test]
+fn names_and_shapes_are_pytorch_style_and_scheduled_sampling_runs_step_by_step() {
+    let config = Seq2SeqConfig {
+        source_vocab: 9,
+        target_vocab: 7,
+        embed: 4,
+        hidden: 6,
+        bidirectional: true,
+        dropout: 0.1,
+        ..Default::default()
+    };
+    let varmap = VarMap::new();
+    let model = Seq2Seq::new(
+        &config,
+        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    let mut names: Vec<String> = varmap.data().lock().unwrap().keys().cloned().collect();
+    names.sort();
+    for name in [
+        "bridge.c.weight",
+        "bridge.h.bias",
+        "decoder.attention.combine.weight",
+        "decoder.attention.key.weight",
+        "decoder.embedding.weight",
+        "decoder.head.weight",
+        "decoder.rnn.weight_ih_l0",
+        "encoder.embedding.weight",
+        "encoder.rnn.weight_hh_l0_reverse",
+    ] {
+        assert!(
+            names.iter().any(|n| n == name),
+            "{name} missing from {names:?}"
+        );
+    }
+    let src = Tensor::new(&[[4u32, 5, 6], [7, 8, 0]], &Device::Cpu).unwrap();
+    let tgt = Tensor::new(&[[2u32, 4, 5, 6], [2, 3, 0, 0]], &Device::Cpu).unwrap();
+    let train = Mode::Train { seed: 3 };
+    let full = model
+        .forward(&src, &[3, 2], &tgt, train, TeacherForcing::default())
+        .unwrap();
+    assert_eq!(full.logits.dims(), [2, 4, 7]);
+    assert_eq!(full.attention.unwrap().dims(), [2, 4, 3]);
+    let sampled = model
+        .forward(
+            &src,
+            &[3, 2],
+            &tgt,
+            train,
+            TeacherForcing {
+                ratio: 0.5,
+                seed: 1,
+            },
+        )
+        .unwrap();
+    assert_eq!(sampled.logits.dims(), [2, 4, 7]);
+    // Gradients reach the encoder through the step-by-step path too.
+    let loss = sampled.logits.sqr().unwrap().mean_all().unwrap();
+    let grads = loss.backward().unwrap();
+    let embedding = varmap.data().lock().unwrap()["encoder.embedding.weight"].clone();
+    assert!(grads.get(embedding.as_tensor()).is_some());
+}

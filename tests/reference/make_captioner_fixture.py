@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Golden fixtures for seqlab's Captioner: the same module in PyTorch, its logits in eval mode.
+
+The PyTorch module has seqlab's documented names: `encoder.blocks[i].conv` (nn.Conv2d 3x3, padding 1, no
+bias) and `encoder.blocks[i].bn` (nn.BatchNorm2d), each block conv -> bn -> relu -> max_pool2d(2), the last
+map flattened; `project` (nn.Linear); `decoder.embedding`, `decoder.rnn` (batch_first), `decoder.head`.
+
+- inject "init": h0 = project(features) split into the decoder's layers (layer-major, as h_n), c0 = 0;
+- inject "first": the decoder reads project(features) from the zero state, then <bos> and the caption.
+
+The decoder reads a padded batch through pack_padded_sequence; positions past a row's length give the head's
+bias (zero outputs). Batch-norm running statistics are set to non-trivial values and the module is in eval
+mode, so they are what the fixture pins. Each case is one safetensors file: the module's state_dict (minus
+`num_batches_tracked`, which seqlab does not keep), `images` (batch, 3, S, S), `ids` (batch, seq) i64,
+`lengths` (batch,) i64 and the `logits` (batch, seq, vocab). crates/models/tests/captioner_golden.rs must
+find the logits to 1e-4. Files are < 20 KB.
+
+Regenerate (from the repository root):
+    /work/venvs/torch/bin/python tests/reference/make_captioner_fixture.py
+"""
+import pathlib
+
+import torch
+from safetensors.torch import save_file
+
+OUT = pathlib.Path(__file__).resolve().parents[2] / "crates" / "models" / "tests" / "fixtures"
+
+SIZE, VOCAB = 8, 9
+# name, inject, cell, channels, embed, hidden, layers
+CASES = [
+    ("captioner_init_lstm_2layers", "init", "lstm", [4, 6], 5, 6, 2),
+    ("captioner_first_gru", "first", "gru", [3, 5], 6, 5, 1),
+]
+IDS = [[2, 4, 5, 6, 7], [2, 8, 4, 5, 6]]
+LENGTHS = [5, 3]
+
+
+class Block(torch.nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+        self.bn = torch.nn.BatchNorm2d(cout)
+
+    def forward(self, x):
+        return torch.nn.functional.max_pool2d(torch.relu(self.bn(self.conv(x))), 2)
+
+
+class Encoder(torch.nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        cins = [3] + channels[:-1]
+        self.blocks = torch.nn.ModuleList([Block(a, b) for a, b in zip(cins, channels)])
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = block(x)
+        return x.flatten(1)
+
+
+class Decoder(torch.nn.Module):
+    def __init__(self, cell, embed, hidden, layers):
+        super().__init__()
+        self.embedding = torch.nn.Embedding(VOCAB, embed)
+        rnn = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
+        self.rnn = rnn(embed, hidden, layers, batch_first=True)
+        self.head = torch.nn.Linear(hidden, VOCAB)
+
+
+class Captioner(torch.nn.Module):
+    def __init__(self, inject, cell, channels, embed, hidden, layers):
+        super().__init__()
+        self.inject, self.cell, self.hidden, self.layers = inject, cell, hidden, layers
+        self.encoder = Encoder(channels)
+        side = SIZE // 2 ** len(channels)
+        features = channels[-1] * side * side
+        self.project = torch.nn.Linear(features, layers * hidden if inject == "init" else embed)
+        self.decoder = Decoder(cell, embed, hidden, layers)
+
+    def forward(self, images, ids, lengths):
+        p = self.project(self.encoder(images))
+        batch = images.shape[0]
+        rnn = self.decoder.rnn
+        if self.inject == "init":
+            h0 = p.reshape(batch, self.layers, self.hidden).transpose(0, 1).contiguous()
+            state = (h0, torch.zeros_like(h0)) if self.cell == "lstm" else h0
+        else:
+            _, state = rnn(p.unsqueeze(1))
+        xs = self.decoder.embedding(ids)
+        packed = torch.nn.utils.rnn.pack_padded_sequence(xs, lengths, batch_first=True, enforce_sorted=False)
+        out, _ = rnn(packed, state)
+        out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=ids.shape[1])
+        return self.decoder.head(out)
+
+
+def main():
+    OUT.mkdir(parents=True, exist_ok=True)
+    for k, (name, inject, cell, channels, embed, hidden, layers) in enumerate(CASES):
+        torch.manual_seed(100 + k)
+        model = Captioner(inject, cell, channels, embed, hidden, layers)
+        with torch.no_grad():
+            for i, block in enumerate(model.encoder.blocks):
+                n = block.bn.num_features
+                block.bn.running_mean.copy_(torch.linspace(-0.3, 0.4, n) + 0.1 * i)
+                block.bn.running_var.copy_(torch.linspace(0.5, 2.0, n))
+                block.bn.weight.copy_(torch.linspace(0.8, 1.3, n))
+                block.bn.bias.copy_(torch.linspace(-0.2, 0.2, n))
+        model.eval()
+        images = torch.sin(torch.arange(2 * 3 * SIZE * SIZE, dtype=torch.float32) * 0.37).reshape(2, 3, SIZE, SIZE)
+        ids = torch.tensor(IDS, dtype=torch.int64)
+        lengths = torch.tensor(LENGTHS, dtype=torch.int64)
+        with torch.no_grad():
+            logits = model(images, ids, lengths)
+        tensors = {k: v.contiguous() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+        tensors.update(images=images, ids=ids, lengths=lengths, logits=logits.contiguous())
+        path = OUT / f"{name}.safetensors"
+        save_file(tensors, str(path))
+        print(f"{path.name}: logits {tuple(logits.shape)}, {path.stat().st_size} bytes")
+
+
+if __name__ == "__main__":
+    main()
