@@ -42,6 +42,22 @@ fn temporary_path(path: &Path) -> io::Result<PathBuf> {
     Ok(path.with_file_name(temporary))
 }
 
+/// Removes the temporary files (`.NAME.PID.tmp`) that a killed process left in `dir`, and an unfinished
+/// checkpoint folder `trainer.new/`; best effort. Called when a run starts in a model directory.
+pub(crate) fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.ends_with(".tmp") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir.join("trainer.new"));
+}
+
 /// Flushes a directory's entries (the renames in it) to disk; best effort (not every platform can).
 pub(crate) fn sync_dir(dir: &Path) {
     let dir = if dir.as_os_str().is_empty() {

@@ -50,6 +50,10 @@ pub struct TrainerState {
     pub train_loss_tokens: u64,
     /// A fingerprint of the training data, checked on resume.
     pub data_fingerprint: String,
+    /// Batches skipped for a non-finite loss or gradient (`--skip-nonfinite`): steps without an update, so
+    /// AdamW's own step count is `step - skipped`.
+    #[serde(default)]
+    pub skipped: usize,
 }
 
 /// A checkpoint read back: the state, the weights, the optimizer's moments and the task's carry.
@@ -109,10 +113,12 @@ pub fn save_checkpoint(dir: &Path, checkpoint: &Checkpoint) -> Result<()> {
     let state_path = new.join("state.json");
     write_bytes_atomically(&state_path, json.as_bytes()).map_err(Error::write(&state_path))?;
     sync_dir(&new);
-    if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(Error::write(&old))?;
-    }
+    // `trainer.old/` is the only good checkpoint while `trainer/` is missing (a crash between the renames):
+    // it is removed only when `trainer/` is there to take its place.
     if target.exists() {
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(Error::write(&old))?;
+        }
         std::fs::rename(&target, &old).map_err(Error::write(&target))?;
     }
     std::fs::rename(&new, &target).map_err(Error::write(&target))?;

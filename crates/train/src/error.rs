@@ -108,6 +108,17 @@ pub enum Error {
     #[error("{0}")]
     InvalidSetting(String),
 
+    /// A loss, gradient or weight became NaN or infinite; training stopped before saving anything bad.
+    #[error("training stopped at step {step}: {what}; {kept} (lower --lr or --clip, or pass --skip-nonfinite to skip such batches)")]
+    NonFinite {
+        /// The step.
+        step: usize,
+        /// What was not finite.
+        what: String,
+        /// What is kept on disk.
+        kept: String,
+    },
+
     /// Reading or batching the data failed.
     #[error(transparent)]
     Data(#[from] seqlab_data::Error),

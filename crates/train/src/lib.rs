@@ -39,7 +39,10 @@
 #![warn(missing_docs)]
 
 mod atomic;
+pub mod bleu;
+pub mod caption;
 pub mod checkpoint;
+pub mod classify;
 mod error;
 mod init;
 mod lm;
@@ -47,8 +50,13 @@ pub mod metrics;
 mod optim;
 mod schedule;
 mod trainer;
+pub mod translate;
 
 pub use atomic::{write_atomically, write_bytes_atomically};
+pub use caption::{load_captioner, train_captioner, CaptionTrainConfig, LoadedCaptioner};
+pub use classify::{
+    load_classifier, train_classifier, ClassificationMetrics, ClassifyTrainConfig, LoadedClassifier,
+};
 pub use error::{Error, Result};
 pub use init::seeded_var_builder;
 pub use lm::{
@@ -58,4 +66,5 @@ pub use lm::{
 };
 pub use optim::{clip_factor, AdamW, AdamWConfig};
 pub use schedule::Schedule;
-pub use trainer::{train, LoopConfig, RunOptions, Stopped, Task, TrainSummary};
+pub use trainer::{train, LoopConfig, NonFinite, RunOptions, Stopped, Task, TrainSummary};
+pub use translate::{load_translator, train_translator, LoadedTranslator, TranslateTrainConfig};

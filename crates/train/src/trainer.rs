@@ -38,6 +38,26 @@ pub trait Task {
 
     /// Restores a carry saved by [`Task::carry`], after [`Task::start_epoch`] of the checkpoint's epoch.
     fn restore_carry(&mut self, carry: &HashMap<String, Tensor>) -> Result<()>;
+
+    /// Forgets what the last [`Task::train_batch`] left behind, when the loop skips that batch because its
+    /// loss or gradient was not finite ([`NonFinite::Skip`]). A task that carries state from batch to batch
+    /// resets it here (a non-finite loss may have left a non-finite state). The default does nothing.
+    fn discard_batch(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// What the loop does when a batch's loss or gradient norm is NaN or infinite.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NonFinite {
+    /// Stop at once with an error naming the step; the last checkpoint and the best model stay as they were
+    /// (no update with the bad gradient is ever applied or saved).
+    #[default]
+    Stop,
+    /// Skip the batch (no update; the step still counts, so the data order and the schedule are unchanged)
+    /// and go on; the count of skipped batches is kept in the checkpoint.
+    Skip,
 }
 
 /// The loop's settings: plain data, saved in `config.json` under `"train"`.
@@ -67,6 +87,8 @@ pub struct LoopConfig {
     pub patience: Option<usize>,
     /// Seed of the initial weights, the dropout masks and the data order.
     pub seed: u64,
+    /// What a NaN or infinite loss or gradient does: stop (the default) or skip the batch.
+    pub on_nonfinite: NonFinite,
 }
 
 impl Default for LoopConfig {
@@ -83,6 +105,7 @@ impl Default for LoopConfig {
             checkpoint_every: 500,
             patience: None,
             seed: 0,
+            on_nonfinite: NonFinite::Stop,
         }
     }
 }
@@ -217,8 +240,27 @@ pub fn train<T: Task>(
         },
     )?;
     let metrics_path = dir.join("metrics.csv");
-    let (mut state, mut rows) = if options.resume {
-        let checkpoint = load_checkpoint(dir, &candle_core::Device::Cpu)?;
+    crate::atomic::remove_stale_temporaries(dir);
+    // A run killed before its first checkpoint has nothing to continue from: it starts over, which gives the
+    // same run (everything depends on the seed alone).
+    let checkpoint = if options.resume {
+        match load_checkpoint(dir, &candle_core::Device::Cpu) {
+            Ok(checkpoint) => Some(checkpoint),
+            Err(Error::NoCheckpoint { .. }) => {
+                if options.progress {
+                    eprintln!(
+                        "note: {} holds no checkpoint yet; starting the run from step 0",
+                        dir.display()
+                    );
+                }
+                None
+            }
+            Err(e) => return Err(e),
+        }
+    } else {
+        None
+    };
+    let (mut state, mut rows) = if let Some(checkpoint) = checkpoint {
         let state = checkpoint.state;
         if state.data_fingerprint != fingerprint {
             return Err(Error::ResumeMismatch(format!(
@@ -232,7 +274,10 @@ pub fn train<T: Task>(
             })?;
             var.set(saved)?;
         }
-        opt.load_state(&checkpoint.optimizer, state.step as u64)?;
+        opt.load_state(
+            &checkpoint.optimizer,
+            state.step.saturating_sub(state.skipped) as u64,
+        )?;
         task.start_epoch(state.epoch)?;
         if state.batch_in_epoch > 0 {
             task.restore_carry(&checkpoint.carry)?;
@@ -261,6 +306,7 @@ pub fn train<T: Task>(
             train_loss_sum: 0.0,
             train_loss_tokens: 0,
             data_fingerprint: fingerprint.to_string(),
+            skipped: 0,
         };
         (state, Vec::new())
     };
@@ -286,6 +332,8 @@ pub fn train<T: Task>(
 
     let started = Instant::now();
     let elapsed_before = state.elapsed_s;
+    // The step of the checkpoint on disk, for the message of a non-finite stop.
+    let mut last_checkpoint = (state.step > 0).then_some(state.step);
     let mut run_train_time = Duration::ZERO;
     let mut run_tokens = 0u64;
     let mut window_time = Duration::ZERO; // since the last evaluation
@@ -299,15 +347,46 @@ pub fn train<T: Task>(
         let (loss, tokens) =
             task.train_batch(state.batch_in_epoch, step_seed(config.seed, step))?;
         let loss_value = loss.to_scalar::<f32>()? as f64;
-        if !loss_value.is_finite() {
-            return Err(Error::InvalidSetting(format!(
-                "the training loss became {loss_value} at step {step}; try a lower --lr or a smaller --clip"
-            )));
+        let grads = if loss_value.is_finite() {
+            Some(loss.backward()?)
+        } else {
+            None
+        };
+        let norm = match &grads {
+            Some(grads) => opt.grad_norm(grads)?,
+            None => f64::NAN,
+        };
+        let mut skipped_now = false;
+        match grads {
+            Some(grads) if norm.is_finite() => {
+                opt.step(&grads, lr, clip_factor(norm, config.clip))?;
+            }
+            _ => {
+                let what = if loss_value.is_finite() {
+                    format!("the gradient norm became {norm}")
+                } else {
+                    format!("the training loss became {loss_value}")
+                };
+                match config.on_nonfinite {
+                    NonFinite::Stop => {
+                        bar.finish_and_clear();
+                        return Err(Error::NonFinite {
+                            step,
+                            what,
+                            kept: kept_note(last_checkpoint, state.best_step),
+                        });
+                    }
+                    NonFinite::Skip => {
+                        task.discard_batch()?;
+                        state.skipped += 1;
+                        skipped_now = true;
+                        say(format!(
+                            "step {step}: {what}; batch skipped (--skip-nonfinite)"
+                        ));
+                    }
+                }
+            }
         }
-        let grads = loss.backward()?;
-        let factor = clip_factor(opt.grad_norm(&grads)?, config.clip);
-        opt.step(&grads, lr, factor)?;
-        drop(grads);
         let dt = t0.elapsed();
         run_train_time += dt;
         window_time += dt;
@@ -316,8 +395,10 @@ pub fn train<T: Task>(
 
         state.step = step;
         state.tokens += tokens as u64;
-        state.train_loss_sum += loss_value * tokens as f64;
-        state.train_loss_tokens += tokens as u64;
+        if !skipped_now {
+            state.train_loss_sum += loss_value * tokens as f64;
+            state.train_loss_tokens += tokens as u64;
+        }
         state.batch_in_epoch += 1;
         if state.batch_in_epoch == batches_per_epoch {
             state.epoch += 1;
@@ -368,13 +449,13 @@ pub fn train<T: Task>(
                         state.best_valid_loss = Some(valid);
                         state.best_step = Some(step);
                         state.evals_since_best = 0;
-                        save_weights(dir, &vars)?;
+                        save_weights(dir, &vars, step)?;
                         line.push_str(", best so far: saved");
                     } else {
                         state.evals_since_best += 1;
                     }
                 }
-                None => save_weights(dir, &vars)?,
+                None => save_weights(dir, &vars, step)?,
             }
             say(format!("{line}, {tokens_per_s:.0} tok/s"));
             state.train_loss_sum = 0.0;
@@ -397,6 +478,7 @@ pub fn train<T: Task>(
                 .iter()
                 .map(|(name, var)| (name.clone(), var.as_tensor().clone()))
                 .collect();
+            ensure_finite(&weights, step)?;
             save_checkpoint(
                 dir,
                 &Checkpoint {
@@ -406,6 +488,7 @@ pub fn train<T: Task>(
                     carry: task.carry()?,
                 },
             )?;
+            last_checkpoint = Some(step);
         }
         if stopping {
             break;
@@ -427,11 +510,39 @@ pub fn train<T: Task>(
     })
 }
 
-/// Saves the parameters as `dir/model.safetensors`.
-fn save_weights(dir: &Path, vars: &HashMap<String, candle_core::Var>) -> Result<()> {
+/// Saves the parameters as `dir/model.safetensors`, after checking that every one is finite.
+fn save_weights(dir: &Path, vars: &HashMap<String, candle_core::Var>, step: usize) -> Result<()> {
     let tensors = vars
         .iter()
         .map(|(name, var)| (name.clone(), var.as_tensor().clone()))
         .collect();
+    ensure_finite(&tensors, step)?;
     save_tensors(&dir.join("model.safetensors"), &tensors)
+}
+
+/// Refuses to save weights holding a NaN or an infinity: they would replace a good model with a useless one.
+fn ensure_finite(tensors: &HashMap<String, Tensor>, step: usize) -> Result<()> {
+    for (name, tensor) in tensors {
+        let values = tensor.flatten_all()?.to_dtype(candle_core::DType::F32)?;
+        if values.to_vec1::<f32>()?.iter().any(|v| !v.is_finite()) {
+            return Err(Error::NonFinite {
+                step,
+                what: format!("the parameter {name} holds a NaN or an infinity"),
+                kept: "nothing was saved".to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What a stop on a non-finite value leaves on disk, for its message.
+fn kept_note(checkpoint: Option<usize>, best: Option<usize>) -> String {
+    let checkpoint = match checkpoint {
+        Some(step) => format!("the checkpoint of step {step}"),
+        None => "no checkpoint had been written yet".to_string(),
+    };
+    match best {
+        Some(step) => format!("{checkpoint} and the best model (step {step}) are kept"),
+        None => format!("{checkpoint}; kept as it was"),
+    }
 }

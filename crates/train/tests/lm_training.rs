@@ -279,8 +279,16 @@ fn bad_model_directories_are_one_line_errors_naming_the_file() {
     .unwrap();
     expect(&["tokenizer.json", "tokens"]);
     std::fs::write(&config_path, &original).unwrap();
-    // A weights file without head.bias.
+    // A weights file with a misshaped head.weight, then one without head.bias.
     let mut tensors = load_tensors(&out.join("model.safetensors"), &Device::Cpu).unwrap();
+    let good_head = tensors["head.weight"].clone();
+    tensors.insert(
+        "head.weight".to_string(),
+        Tensor::zeros((3, 5), candle_core::DType::F32, &Device::Cpu).unwrap(),
+    );
+    candle_core::safetensors::save(&tensors, out.join("model.safetensors")).unwrap();
+    expect(&["model.safetensors", "head.weight", "shape"]);
+    tensors.insert("head.weight".to_string(), good_head);
     tensors.remove("head.bias");
     candle_core::safetensors::save(&tensors, out.join("model.safetensors")).unwrap();
     expect(&["model.safetensors", "head.bias"]);
@@ -295,4 +303,37 @@ fn expect_missing_dir(path: &Path) {
         error.contains("nowhere") && error.contains("not a model directory"),
         "{error}"
     );
+}
+
+#[test]
+fn resume_after_the_data_file_changed_is_an_error_naming_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = write_text(dir.path());
+    let out = dir.path().join("lm");
+    train_lm(
+        &model(CellKind::Gru, 0.0),
+        &config(data.clone(), 3),
+        &out,
+        RunOptions::default(),
+    )
+    .unwrap();
+    std::fs::write(
+        &data,
+        "another text entirely, with other words.\n".repeat(30),
+    )
+    .unwrap();
+    let error = train_lm(
+        &model(CellKind::Gru, 0.0),
+        &config(data, 6),
+        &out,
+        RunOptions {
+            resume: true,
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, Error::ResumeMismatch(_)), "{error:?}");
+    assert!(message.contains("training data differs"), "{message}");
+    assert!(message.contains(&out.display().to_string()), "{message}");
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use seqlab_cells::State;
-use seqlab_data::{load_corpus, split_tail, StreamBatches};
+use seqlab_data::{load_corpus_with, split_tail, StreamBatches};
 use seqlab_models::{LanguageModel, LanguageModelConfig, Mode};
 use seqlab_tokenize::{CharOptions, Tokenizer, WordOptions};
 use serde::{Deserialize, Serialize};
@@ -16,7 +16,7 @@ use super::{FORMAT, TASK};
 use crate::atomic::write_bytes_atomically;
 use crate::error::{one_line, Error, Result};
 use crate::init::{fnv1a, seeded_var_builder};
-use crate::trainer::{train, LoopConfig, RunOptions, Task, TrainSummary};
+use crate::trainer::{train, LoopConfig, NonFinite, RunOptions, Task, TrainSummary};
 
 /// How a language model is trained: plain data, saved in `config.json` under `"train"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,8 +24,11 @@ use crate::trainer::{train, LoopConfig, RunOptions, Task, TrainSummary};
 pub struct LmTrainConfig {
     /// Text files and `hf://datasets/...` files, joined in order; empty trains on the default book.
     pub data: Vec<String>,
-    /// A validation file; when `None`, the last `valid_fraction` of the corpus.
+    /// A validation file or hub split; when `None`, the last `valid_fraction` of the corpus.
     pub valid: Option<String>,
+    /// The column holding the text in tables (hub splits, parquet, CSV, TSV files); `None`: the catalogue's
+    /// column for the dataset, else `text`.
+    pub text_column: Option<String>,
     /// The tail of the corpus held out for validation when there is no validation file. 0.1: enough text
     /// to measure the loss to two decimals, little taken from training.
     pub valid_fraction: f64,
@@ -51,6 +54,7 @@ impl Default for LmTrainConfig {
         Self {
             data: Vec::new(),
             valid: None,
+            text_column: None,
             valid_fraction: 0.1,
             tokenizer: "char".to_string(),
             lowercase: false,
@@ -142,6 +146,12 @@ impl Task for LmTask<'_> {
         });
         Ok(())
     }
+
+    fn discard_batch(&mut self) -> Result<()> {
+        // A non-finite loss may come with a non-finite state: the rows start again from zero.
+        self.state = None;
+        Ok(())
+    }
 }
 
 /// What a training run reads: the tokenizer and the token streams.
@@ -154,11 +164,13 @@ struct Prepared {
 }
 
 fn prepare(config: &LmTrainConfig, tokenizer: Option<Tokenizer>) -> Result<Prepared> {
-    let corpus = load_corpus(&config.data)?;
+    let hub = seqlab_data::Hub::from_env();
+    let column = config.text_column.as_deref();
+    let corpus = load_corpus_with(&hub, &config.data, column)?;
     let (train_text, valid_text) = match &config.valid {
-        Some(path) => (
+        Some(source) => (
             corpus.text.as_str(),
-            seqlab_tokenize::read_text(Path::new(path))?,
+            load_corpus_with(&hub, std::slice::from_ref(source), column)?.text,
         ),
         None => {
             let (train, valid) = split_tail(&corpus.text, config.valid_fraction)?;
@@ -269,6 +281,9 @@ pub fn train_lm(
         let optim = &mut saved.train.optim;
         optim.steps = config.optim.steps.or(optim.steps);
         optim.epochs = config.optim.epochs.or(optim.epochs);
+        if config.optim.on_nonfinite == NonFinite::Skip {
+            optim.on_nonfinite = NonFinite::Skip;
+        }
         let tokenizer_path = out.join("tokenizer.json");
         let tokenizer = Tokenizer::from_file(&tokenizer_path)?;
         let prepared = prepare(&saved.train, Some(tokenizer))?;
@@ -303,19 +318,6 @@ pub fn train_lm(
         };
         (dir_config, prepared)
     };
-    std::fs::create_dir_all(out).map_err(Error::write(out))?;
-    let json = serde_json::to_string_pretty(&dir_config)
-        .map_err(|e| Error::InvalidSetting(e.to_string()))?;
-    write_bytes_atomically(&config_path, json.as_bytes()).map_err(Error::write(&config_path))?;
-    let tokenizer_path = out.join("tokenizer.json");
-    let tokenizer_json = prepared
-        .tokenizer
-        .as_hf()
-        .to_string(true)
-        .map_err(|e| Error::InvalidSetting(one_line(e)))?;
-    write_bytes_atomically(&tokenizer_path, tokenizer_json.as_bytes())
-        .map_err(Error::write(&tokenizer_path))?;
-
     let start = prepared.tokenizer.bos_id();
     let train_config = &dir_config.train;
     if let Some(valid) = &prepared.valid {
@@ -337,6 +339,27 @@ pub fn train_lm(
         0,
         "training text",
     )?;
+    // The model is built before anything is written, so that bad settings leave no directory behind.
+    let device = Device::Cpu;
+    let varmap = VarMap::new();
+    let model = LanguageModel::new(
+        &dir_config.model,
+        seeded_var_builder(&varmap, dir_config.train.optim.seed, &device),
+    )?;
+    std::fs::create_dir_all(out).map_err(Error::write(out))?;
+    // config.json last: it marks a directory as holding a model, so everything it refers to exists first.
+    let tokenizer_path = out.join("tokenizer.json");
+    let tokenizer_json = prepared
+        .tokenizer
+        .as_hf()
+        .to_string(true)
+        .map_err(|e| Error::InvalidSetting(one_line(e)))?;
+    write_bytes_atomically(&tokenizer_path, tokenizer_json.as_bytes())
+        .map_err(Error::write(&tokenizer_path))?;
+    let json = serde_json::to_string_pretty(&dir_config)
+        .map_err(|e| Error::InvalidSetting(e.to_string()))?;
+    write_bytes_atomically(&config_path, json.as_bytes()).map_err(Error::write(&config_path))?;
+
     if options.progress {
         eprintln!(
             "data: {} ({} training tokens, {} validation tokens, vocabulary {}); model: {} parameters",
@@ -347,12 +370,6 @@ pub fn train_lm(
             dir_config.model.num_parameters()
         );
     }
-    let device = Device::Cpu;
-    let varmap = VarMap::new();
-    let model = LanguageModel::new(
-        &dir_config.model,
-        seeded_var_builder(&varmap, dir_config.train.optim.seed, &device),
-    )?;
     let vocab_size = prepared.tokenizer.vocab_size();
     let train_tokens = prepared.train.len();
     let valid_tokens = prepared.valid.as_ref().map_or(0, Vec::len);

@@ -1,0 +1,208 @@
+//! A captioner's directory: reading it, and captioning images with it.
+
+use std::ops::ControlFlow;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use seqlab_data::{images_tensor, load_image, ImageOptions};
+use seqlab_decode::{beam_search, generate, BeamConfig, GenerateConfig, Sampling};
+use seqlab_models::{Captioner, CaptionerConfig, Mode};
+use seqlab_tokenize::Tokenizer;
+use serde::{Deserialize, Serialize};
+
+use super::train::{CaptionTrainConfig, Specials};
+use super::CAPTION_TASK;
+use crate::checkpoint::load_tensors;
+use crate::error::{one_line, Error, Result};
+use crate::lm::FORMAT;
+
+/// A captioner's `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaptionDirConfig {
+    /// Always `seqlab/1`.
+    pub format: String,
+    /// Always `caption`.
+    pub task: String,
+    /// The model's shape.
+    pub model: CaptionerConfig,
+    /// How it was trained.
+    pub train: CaptionTrainConfig,
+}
+
+/// Reads and checks `dir/config.json`: format `seqlab/1`, task `caption`.
+pub fn read_caption_config(dir: &Path) -> Result<CaptionDirConfig> {
+    if !dir.is_dir() {
+        return Err(Error::NotAModelDir {
+            path: dir.to_path_buf(),
+            reason: "no such directory".to_string(),
+        });
+    }
+    let path = dir.join("config.json");
+    if !path.is_file() {
+        return Err(Error::NotAModelDir {
+            path: dir.to_path_buf(),
+            reason: "it has no config.json".to_string(),
+        });
+    }
+    let text = std::fs::read_to_string(&path).map_err(Error::read(&path))?;
+    let bad = |reason: String| Error::BadJson {
+        path: path.clone(),
+        what: "seqlab config.json",
+        reason,
+    };
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(one_line(e)))?;
+    let field = |name: &str| {
+        value
+            .get(name)
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    if field("format") != FORMAT {
+        return Err(Error::WrongFormat {
+            path,
+            found: field("format"),
+        });
+    }
+    if field("task") != CAPTION_TASK {
+        return Err(Error::WrongTask {
+            path,
+            found: field("task"),
+            expected: CAPTION_TASK,
+        });
+    }
+    serde_json::from_value(value).map_err(|e| bad(one_line(e)))
+}
+
+/// How captions are decoded: greedy, or beam search of a width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decoding {
+    /// The most likely word at each step (all images in one batch).
+    Greedy,
+    /// Beam search of this width (one image at a time); width 1 is greedy.
+    Beam(usize),
+}
+
+/// A captioner loaded from its directory.
+#[derive(Debug)]
+pub struct LoadedCaptioner {
+    /// Its `config.json`.
+    pub config: CaptionDirConfig,
+    /// Its `tokenizer.json`.
+    pub tokenizer: Tokenizer,
+    /// The weights of `model.safetensors` (batch-norm running statistics included).
+    pub model: Captioner,
+}
+
+/// Loads a captioner's directory: `config.json`, `tokenizer.json` and `model.safetensors`, checking that
+/// they agree. Errors name the file and, for weights, the tensor.
+pub fn load_captioner(dir: &Path, device: &Device) -> Result<LoadedCaptioner> {
+    let config = read_caption_config(dir)?;
+    let tokenizer_path = dir.join("tokenizer.json");
+    let tokenizer = Tokenizer::from_file(&tokenizer_path)?;
+    if tokenizer.vocab_size() != config.model.vocab_size {
+        return Err(Error::VocabMismatch {
+            path: tokenizer_path,
+            tokenizer: tokenizer.vocab_size(),
+            model: config.model.vocab_size,
+        });
+    }
+    let weights_path = dir.join("model.safetensors");
+    let weights = load_tensors(&weights_path, device)?;
+    let vb = VarBuilder::from_tensors(weights, DType::F32, device);
+    let model = Captioner::new(&config.model, vb).map_err(|e| Error::Weights {
+        path: weights_path,
+        reason: one_line(e),
+    })?;
+    Ok(LoadedCaptioner {
+        config,
+        tokenizer,
+        model,
+    })
+}
+
+/// Images captioned per forward pass of the encoder when decoding.
+const DECODE_BATCH: usize = 64;
+
+impl LoadedCaptioner {
+    /// How images are prepared for this model (its image size).
+    pub fn image_options(&self) -> ImageOptions {
+        ImageOptions {
+            size: self.config.model.encoder.image_size,
+            ..ImageOptions::default()
+        }
+    }
+
+    /// Reads and prepares the image at `path` (errors name the file).
+    pub fn load_image(&self, path: &Path) -> Result<Vec<f32>> {
+        Ok(load_image(path, &self.image_options())?)
+    }
+
+    /// Captions images given as prepared pixels ([`LoadedCaptioner::load_image`]), free-running from
+    /// `<bos>` until `<eos>` or `max_words` words; `<pad>`, `<bos>` and `<unk>` are never produced.
+    pub fn caption(
+        &self,
+        pixels: &[Vec<f32>],
+        decoding: Decoding,
+        max_words: usize,
+    ) -> Result<Vec<String>> {
+        let specials = Specials::of(&self.tokenizer)?;
+        let mut banned = vec![specials.pad, specials.bos];
+        banned.extend(self.tokenizer.unk_id());
+        let size = self.config.model.encoder.image_size;
+        let device = Device::Cpu;
+        let mut out = Vec::with_capacity(pixels.len());
+        for chunk in pixels.chunks(DECODE_BATCH) {
+            let refs: Vec<&[f32]> = chunk.iter().map(Vec::as_slice).collect();
+            let images = images_tensor(&refs, size, &device)?;
+            let state = self.model.initial_state(&images, Mode::Eval)?;
+            let rows: Vec<Vec<u32>> = match decoding {
+                Decoding::Greedy | Decoding::Beam(1) => {
+                    let first =
+                        Tensor::from_vec(vec![specials.bos; chunk.len()], chunk.len(), &device)?;
+                    let config = GenerateConfig {
+                        sampling: Sampling::Greedy,
+                        max_len: max_words + 1,
+                        eos: vec![specials.eos],
+                        banned: banned.clone(),
+                        ..GenerateConfig::default()
+                    };
+                    generate(&self.model, &first, state, &config, |_, _| {
+                        ControlFlow::Continue(())
+                    })?
+                    .into_iter()
+                    .map(|g| g.tokens)
+                    .collect()
+                }
+                Decoding::Beam(width) => {
+                    let config = BeamConfig {
+                        width,
+                        max_len: max_words + 1,
+                        eos: vec![specials.eos],
+                        banned: banned.clone(),
+                        ..BeamConfig::default()
+                    };
+                    let first = Tensor::from_vec(vec![specials.bos], 1, &device)?;
+                    let mut rows = Vec::with_capacity(chunk.len());
+                    for row in 0..chunk.len() {
+                        let index = Tensor::from_vec(vec![row as u32], 1, &device)?;
+                        let one = state.select_rows(&index)?;
+                        let best = beam_search(&self.model, &first, one, &config)?;
+                        rows.push(
+                            best.into_iter()
+                                .next()
+                                .map(|h| h.tokens)
+                                .unwrap_or_default(),
+                        );
+                    }
+                    rows
+                }
+            };
+            for tokens in rows {
+                out.push(self.tokenizer.decode(&tokens)?);
+            }
+        }
+        Ok(out)
+    }
+}
