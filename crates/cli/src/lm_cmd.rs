@@ -10,7 +10,8 @@ use seqlab_cells::CellKind;
 use seqlab_decode::Sampling;
 use seqlab_models::LanguageModelConfig;
 use seqlab_train::{
-    load_lm, train_lm, Decoding, LmTrainConfig, LoopConfig, RunOptions, Schedule, Stopped,
+    load_lm, train_lm, Decoding, LmTrainConfig, LoopConfig, NonFinite, RunOptions, Schedule,
+    Stopped,
 };
 
 /// Train, sample or evaluate a recurrent language model.
@@ -28,13 +29,18 @@ pub enum LmCommand {
 /// Arguments of `seqlab lm train`.
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
-    /// UTF-8 text files or hf://datasets/OWNER/NAME[@REVISION]/FILE addresses, joined in order. Without it,
-    /// the default book (Around the World in 80 Days, from the cargo registry).
+    /// UTF-8 text files, tables (.parquet, .csv, .tsv: their text column), hub files
+    /// hf://datasets/OWNER/NAME[@REVISION]/FILE or hub splits hf://datasets/OWNER/NAME[:[CONFIG/]SPLIT]
+    /// (see `seqlab data list`), joined in order. Without it, the default book (Around the World in 80
+    /// Days, from the cargo registry).
     #[arg(long, value_name = "FILE", num_args = 1..)]
     data: Vec<String>,
-    /// A validation file; without it, the last --valid-fraction of the data.
+    /// A validation file or hub split; without it, the last --valid-fraction of the data.
     #[arg(long, value_name = "FILE")]
     valid: Option<String>,
+    /// The column holding the text in tables and hub splits [default: the catalogue's, else text].
+    #[arg(long, value_name = "NAME")]
+    text_column: Option<String>,
     /// Tail of the data held out for validation when there is no --valid file.
     #[arg(long, value_name = "F", default_value_t = 0.1)]
     valid_fraction: f64,
@@ -96,7 +102,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// Continue the run in --out from its latest checkpoint, with its saved settings and data (of the flags
-    /// above and below, only --steps, --epochs, --max-time and --threads apply).
+    /// above and below, only --steps, --epochs, --max-time, --threads and --skip-nonfinite apply).
     #[arg(long)]
     resume: bool,
     /// Seed of the initial weights, dropout and data order.
@@ -117,6 +123,9 @@ pub struct TrainArgs {
     /// Worker threads [default: one per core].
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    /// Skip a batch whose loss or gradient is NaN or infinite, instead of stopping the run.
+    #[arg(long)]
+    skip_nonfinite: bool,
     /// cpu (this build's only device).
     #[arg(long, value_name = "cpu|cuda", default_value = "cpu")]
     device: String,
@@ -215,6 +224,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
     let config = LmTrainConfig {
         data: args.data,
         valid: args.valid,
+        text_column: args.text_column,
         valid_fraction: args.valid_fraction,
         tokenizer: args.tokenizer,
         lowercase: args.lowercase,
@@ -234,6 +244,11 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
             checkpoint_every: args.checkpoint_every,
             patience: args.patience,
             seed: args.seed,
+            on_nonfinite: if args.skip_nonfinite {
+                NonFinite::Skip
+            } else {
+                NonFinite::Stop
+            },
         },
     };
     let max_time = match args.max_time {

@@ -9,8 +9,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bleu_cmd;
+mod caption_cmd;
+mod classify_cmd;
+mod data_cmd;
 mod lm_cmd;
 mod tokenizer_cmd;
+mod translate_cmd;
 
 /// Recurrent sequence models: language models, classifiers, translators and captioners.
 #[derive(Parser, Debug)]
@@ -25,17 +30,39 @@ enum Command {
     /// Language models, char or word level: train, generate, eval.
     #[command(subcommand)]
     Lm(lm_cmd::LmCommand),
+    /// Text classifiers (topic, spam, ...): train, eval, predict.
+    #[command(subcommand)]
+    Classify(classify_cmd::ClassifyCommand),
+    /// Image captioners (CNN encoder + recurrent decoder): train, eval, run.
+    #[command(subcommand)]
+    Caption(caption_cmd::CaptionCommand),
+    /// Real datasets by name on the Hugging Face Hub: list the catalogue, fetch into the hub cache.
+    #[command(subcommand)]
+    Data(data_cmd::DataCommand),
     /// Build or try out a tokenizer (tokenizer.json).
     #[command(subcommand)]
     Tokenizer(tokenizer_cmd::TokenizerCommand),
+    /// Translators (encoder-decoder with attention): train, eval, run.
+    #[command(subcommand)]
+    Translate(translate_cmd::TranslateCommand),
+    /// Corpus BLEU of a hypothesis file against reference files, as sacreBLEU computes it.
+    Bleu(bleu_cmd::BleuArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     seqlab_cells::runtime::configure();
     let result = match cli.command {
         Command::Lm(cmd) => lm_cmd::run(cmd),
+        Command::Classify(cmd) => classify_cmd::run(cmd),
+        Command::Caption(cmd) => caption_cmd::run(cmd),
+        Command::Data(cmd) => data_cmd::run(cmd),
         Command::Tokenizer(cmd) => tokenizer_cmd::run(cmd),
+        Command::Bleu(args) => bleu_cmd::run(args),
+        Command::Translate(cmd) => translate_cmd::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -44,4 +71,39 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Help and version go to stdout as clap prints them; a usage mistake becomes one line on stderr (clap's
+/// first line, which names the argument) with exit code 2.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    // clap's message is the part before "Usage:" (some kinds continue on indented lines: joined).
+    let rendered = e.render().to_string();
+    let message = rendered
+        .lines()
+        .take_while(|line| !line.starts_with("Usage:") && !line.starts_with("For more information"))
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let first = if message.starts_with("error:") {
+        message
+    } else {
+        format!("error: {message}")
+    };
+    eprintln!("{first} (see --help)");
+    ExitCode::from(2)
 }

@@ -1,0 +1,485 @@
+//! `seqlab classify train|eval|predict`: the classification pipeline.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use candle_core::Device;
+use seqlab_cells::CellKind;
+use seqlab_data::{is_labelled_table, ColumnFlags, LabelledFormat, TextField};
+use seqlab_models::{ClassifierConfig, Pooling};
+use seqlab_train::classify::{load_classifier, train_classifier, ClassifyTrainConfig};
+use seqlab_train::{LoopConfig, NonFinite, RunOptions, Schedule, Stopped};
+
+/// Train, evaluate or apply a recurrent text classifier.
+#[derive(clap::Subcommand, Debug)]
+pub enum ClassifyCommand {
+    /// Train a classifier on labelled text (AG News CSV or label<TAB>text TSV) and write a model directory.
+    Train(Box<TrainArgs>),
+    /// Measure accuracy, macro-F1, per-class precision and recall and the confusion matrix on labelled text.
+    Eval(EvalArgs),
+    /// Print the most probable label of each text, with its probability.
+    Predict(PredictArgs),
+}
+
+/// Arguments of `seqlab classify train`.
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// The training file: AG News CSV ("class","title","description", class from 1), label<TAB>text TSV,
+    /// a .parquet file or a hub split hf://datasets/OWNER/NAME[@REVISION][:SPLIT] (see `seqlab data list`).
+    #[arg(long, value_name = "FILE")]
+    data: String,
+    /// A validation file or hub split; without it, --valid-fraction of each class of the training file.
+    #[arg(long, value_name = "FILE")]
+    valid: Option<String>,
+    /// The column holding the text in tables (hub splits, .parquet files) [default: the catalogue's, else
+    /// text].
+    #[arg(long, value_name = "NAME")]
+    text_column: Option<String>,
+    /// The column holding the label in tables (hub splits, .parquet files) [default: the catalogue's, else
+    /// label].
+    #[arg(long, value_name = "NAME")]
+    label_column: Option<String>,
+    /// Share of each class held out for validation when there is no --valid file (0: no validation).
+    #[arg(long, value_name = "F", default_value_t = 0.1)]
+    valid_fraction: f64,
+    /// agnews or tsv [default: by extension, .csv is agnews].
+    #[arg(long, value_name = "agnews|tsv")]
+    format: Option<LabelledFormat>,
+    /// Which AG News columns make the text.
+    #[arg(long, value_name = "title|description|both", default_value = "both")]
+    text: TextField,
+    /// Class names, one per line (class k of an AG News file is line k) [default: NAME-classes.txt or
+    /// classes.txt beside an AG News file when there is one, else the class numbers; for TSV the labels].
+    #[arg(long, value_name = "FILE")]
+    labels: Option<String>,
+    /// char, word, or the path of a tokenizer.json.
+    #[arg(long, value_name = "char|word|PATH", default_value = "word")]
+    tokenizer: String,
+    /// Keep the text's capitals (char and word tokenizers lowercase it by default).
+    #[arg(long)]
+    keep_case: bool,
+    /// Keep only tokens seen at least N times in the training texts; the rest become <unk>.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    min_freq: usize,
+    /// Keep at most N tokens, the 4 special tokens included.
+    #[arg(long, value_name = "N")]
+    max_vocab: Option<usize>,
+    /// Keep at most the first N tokens of each text.
+    #[arg(long, value_name = "N")]
+    max_len: Option<usize>,
+    /// Recurrent cell: lstm, gru, rnn (tanh) or rnn_relu [default: gru].
+    #[arg(long, value_name = "lstm|gru|rnn")]
+    cell: Option<CellKind>,
+    /// Units per direction of each recurrent layer [default: 128].
+    #[arg(long, value_name = "N")]
+    hidden: Option<usize>,
+    /// Recurrent layers [default: 1].
+    #[arg(long, value_name = "N")]
+    layers: Option<usize>,
+    /// Embedding width; 0 feeds one-hot vectors instead [default: 128].
+    #[arg(long, value_name = "N")]
+    embed: Option<usize>,
+    /// Read each text in both directions [default: on; --bidirectional false turns it off].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    bidirectional: Option<bool>,
+    /// Pooling over each text's steps: last, mean or max [default: max].
+    #[arg(long, value_name = "last|mean|max")]
+    pool: Option<Pooling>,
+    /// Dropout between layers and before the head, in training [default: 0.5].
+    #[arg(long, value_name = "P")]
+    dropout: Option<f32>,
+    /// Dropout on the embedded tokens, in training [default: 0].
+    #[arg(long, value_name = "P")]
+    embed_dropout: Option<f32>,
+    /// Texts per batch.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    batch: usize,
+    /// Peak learning rate of AdamW.
+    #[arg(long, value_name = "F", default_value_t = 2e-2)]
+    lr: f64,
+    /// AdamW's decoupled weight decay.
+    #[arg(long, value_name = "F", default_value_t = 0.1)]
+    weight_decay: f64,
+    /// Largest gradient norm (0: no clipping).
+    #[arg(long, value_name = "F", default_value_t = 5.0)]
+    clip: f64,
+    /// Warm-up steps of the learning rate.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    warmup: usize,
+    /// Learning-rate schedule after the warm-up: cosine (down to 10%) or constant.
+    #[arg(long, value_name = "cosine|constant", default_value = "cosine")]
+    schedule: String,
+    /// Passes over the training data [default: 10].
+    #[arg(long, value_name = "N", conflicts_with = "steps")]
+    epochs: Option<usize>,
+    /// Optimizer steps (instead of --epochs).
+    #[arg(long, value_name = "N")]
+    steps: Option<usize>,
+    /// Weight the loss of each class by n / (classes * count), so rare classes count as much as frequent ones.
+    #[arg(long)]
+    balanced: bool,
+    /// Stop after N validations without a better validation loss.
+    #[arg(long, value_name = "N")]
+    patience: Option<usize>,
+    /// The model directory to write.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Continue the run in --out from its latest checkpoint, with its saved settings and data (of the other
+    /// flags only --steps, --epochs, --patience, --max-time and --threads apply).
+    #[arg(long)]
+    resume: bool,
+    /// Seed of the initial weights, dropout, validation split and data order.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    seed: u64,
+    /// Skip a batch whose loss or gradient is NaN or infinite, instead of stopping the run.
+    #[arg(long)]
+    skip_nonfinite: bool,
+    /// Stop cleanly after this many minutes (a decimal number), evaluating and saving first.
+    #[arg(long, value_name = "MINUTES")]
+    max_time: Option<f64>,
+    /// Validate every N steps [default: once per epoch].
+    #[arg(long, value_name = "N")]
+    eval_every: Option<usize>,
+    /// Write the resumable checkpoint every N steps [default: once per epoch].
+    #[arg(long, value_name = "N")]
+    checkpoint_every: Option<usize>,
+    /// Worker threads [default: one per core].
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// cpu (this build's only device).
+    #[arg(long, value_name = "cpu|cuda", default_value = "cpu")]
+    device: String,
+}
+
+/// Arguments of `seqlab classify eval`.
+#[derive(clap::Args, Debug)]
+pub struct EvalArgs {
+    /// A model directory written by `seqlab classify train`.
+    #[arg(long, value_name = "DIR")]
+    model: PathBuf,
+    /// Labelled text: AG News CSV, label<TAB>text TSV, a .parquet file or a hub split
+    /// hf://datasets/OWNER/NAME[@REVISION][:SPLIT].
+    #[arg(long, value_name = "FILE")]
+    data: PathBuf,
+    /// agnews or tsv [default: by extension].
+    #[arg(long, value_name = "agnews|tsv")]
+    format: Option<LabelledFormat>,
+    /// Which AG News columns make the text [default: as in training].
+    #[arg(long, value_name = "title|description|both")]
+    text: Option<TextField>,
+    /// The column holding the text in tables (hub splits, .parquet files) [default: as in training, else
+    /// the catalogue's, else text].
+    #[arg(long, value_name = "NAME")]
+    text_column: Option<String>,
+    /// The column holding the label in tables [default: as in training, else the catalogue's, else label].
+    #[arg(long, value_name = "NAME")]
+    label_column: Option<String>,
+    /// Print one JSON object: {"accuracy", "macro_f1", "labels", "confusion", "per_class", "loss", "examples"}.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `seqlab classify predict`.
+#[derive(clap::Args, Debug)]
+pub struct PredictArgs {
+    /// A model directory written by `seqlab classify train`.
+    #[arg(long, value_name = "DIR")]
+    model: PathBuf,
+    /// Texts to classify (or --input).
+    #[arg(value_name = "TEXT", conflicts_with = "input")]
+    texts: Vec<String>,
+    /// A UTF-8 file of texts, one per line.
+    #[arg(long, value_name = "FILE")]
+    input: Option<PathBuf>,
+    /// Print the N most probable labels of each text.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    top: usize,
+}
+
+/// Runs a `seqlab classify` command.
+pub fn run(cmd: ClassifyCommand) -> anyhow::Result<()> {
+    match cmd {
+        ClassifyCommand::Train(args) => train(*args),
+        ClassifyCommand::Eval(args) => eval(args),
+        ClassifyCommand::Predict(args) => predict(args),
+    }
+}
+
+/// The class names beside an AG News file, when there are: `NAME-classes.txt` for `NAME-train.csv` (or
+/// `-test`, `-valid`), else `classes.txt` in the same folder.
+fn names_beside(data: &Path) -> Option<PathBuf> {
+    let dir = data.parent()?;
+    let stem = data.file_stem()?.to_str()?;
+    let base = ["-train", "_train", "-test", "_test", "-valid", "_valid"]
+        .iter()
+        .find_map(|suffix| stem.strip_suffix(suffix))
+        .unwrap_or(stem);
+    [format!("{base}-classes.txt"), "classes.txt".to_string()]
+        .into_iter()
+        .map(|name| dir.join(name))
+        .find(|path| path.is_file())
+}
+
+/// Column flags name columns of tables only: given for a CSV or TSV file (which has its own layout), they
+/// are an error rather than ignored.
+fn check_columns(
+    columns: &ColumnFlags,
+    sources: &[&str],
+    format: LabelledFormat,
+) -> anyhow::Result<()> {
+    let flag = match (&columns.text, &columns.label) {
+        (Some(_), _) => "--text-column",
+        (None, Some(_)) => "--label-column",
+        (None, None) => return Ok(()),
+    };
+    if sources.iter().any(|s| is_labelled_table(s)) {
+        return Ok(());
+    }
+    let layout = match format {
+        LabelledFormat::AgNews => "AG News CSV (--text chooses its columns)",
+        LabelledFormat::Tsv => "label<TAB>text TSV",
+    };
+    bail!(
+        "{flag} names a column of a table (a hub split or a .parquet file), but {} is read as {layout}",
+        sources.first().copied().unwrap_or_default()
+    )
+}
+
+fn train(args: TrainArgs) -> anyhow::Result<()> {
+    if let Some(threads) = args.threads {
+        if threads == 0 {
+            bail!("--threads must be at least 1");
+        }
+        // Read by candle and rayon when they first start their threads, which has not happened yet.
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    }
+    match args.device.as_str() {
+        "cpu" => {}
+        "cuda" => bail!("this seqlab was built without CUDA support; use --device cpu"),
+        other => bail!("unknown --device {other:?}: expected cpu or cuda"),
+    }
+    let schedule = match args.schedule.as_str() {
+        "cosine" => Schedule::default(),
+        "constant" => Schedule::Constant,
+        other => bail!("unknown --schedule {other:?}: expected cosine or constant"),
+    };
+    if let Some(0) = args.max_len {
+        bail!("--max-len must be at least 1");
+    }
+    let defaults = ClassifierConfig::default();
+    let model = ClassifierConfig {
+        vocab_size: 0,
+        num_classes: 0,
+        embed: args.embed.unwrap_or(defaults.embed),
+        cell: args.cell.unwrap_or(defaults.cell),
+        hidden: args.hidden.unwrap_or(defaults.hidden),
+        layers: args.layers.unwrap_or(defaults.layers),
+        bidirectional: args.bidirectional.unwrap_or(defaults.bidirectional),
+        pool: args.pool.unwrap_or(defaults.pool),
+        dropout: args.dropout.unwrap_or(defaults.dropout),
+        embed_dropout: args.embed_dropout.unwrap_or(defaults.embed_dropout),
+    };
+    let format = args
+        .format
+        .unwrap_or_else(|| LabelledFormat::detect(Path::new(&args.data)));
+    let labels = match args.labels {
+        Some(labels) => Some(labels),
+        None if format == LabelledFormat::AgNews && !args.resume => {
+            names_beside(Path::new(&args.data)).map(|path| {
+                eprintln!("note: class names from {}", path.display());
+                path.display().to_string()
+            })
+        }
+        None => None,
+    };
+    let columns = ColumnFlags {
+        text: args.text_column,
+        label: args.label_column,
+        ..ColumnFlags::default()
+    };
+    if !args.resume {
+        let sources: Vec<&str> = std::iter::once(args.data.as_str())
+            .chain(args.valid.as_deref())
+            .collect();
+        check_columns(&columns, &sources, format)?;
+    }
+    let defaults = ClassifyTrainConfig::default();
+    let config = ClassifyTrainConfig {
+        data: args.data,
+        valid: args.valid,
+        text_column: columns.text,
+        label_column: columns.label,
+        valid_fraction: args.valid_fraction,
+        format: args.format.map(|f| f.as_str().to_string()),
+        text: args.text.as_str().to_string(),
+        labels,
+        tokenizer: args.tokenizer,
+        lowercase: !args.keep_case,
+        min_freq: args.min_freq,
+        max_vocab: args.max_vocab,
+        max_len: args.max_len,
+        batch: args.batch,
+        balanced: args.balanced,
+        optim: LoopConfig {
+            lr: args.lr,
+            weight_decay: args.weight_decay,
+            clip: args.clip,
+            schedule,
+            warmup: args.warmup,
+            epochs: args.epochs.or(if args.steps.is_some() || args.resume {
+                None
+            } else {
+                defaults.optim.epochs
+            }),
+            steps: args.steps,
+            eval_every: args.eval_every.unwrap_or(0),
+            checkpoint_every: args.checkpoint_every.unwrap_or(0),
+            patience: args.patience,
+            seed: args.seed,
+            on_nonfinite: if args.skip_nonfinite {
+                NonFinite::Skip
+            } else {
+                NonFinite::Stop
+            },
+        },
+    };
+    let max_time = match args.max_time {
+        Some(minutes) if !(minutes.is_finite() && minutes > 0.0) => {
+            bail!("--max-time must be a positive number of minutes, got {minutes}")
+        }
+        Some(minutes) => Some(Duration::from_secs_f64(minutes * 60.0)),
+        None => None,
+    };
+    let options = RunOptions {
+        resume: args.resume,
+        max_time,
+        progress: true,
+        on_step: None,
+    };
+    let report = train_classifier(&model, &config, &args.out, options)?;
+    let s = &report.summary;
+    if !report.history.is_empty() {
+        let steps: Vec<String> = report
+            .history
+            .iter()
+            .map(|r| format!("{}: {:.4}", r.step, r.accuracy))
+            .collect();
+        eprintln!("validation accuracy by step: {}", steps.join(", "));
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "data: {} training examples, {} validation examples, {} classes ({}), vocabulary {}",
+        report.train_examples,
+        report.valid_examples,
+        report.labels.len(),
+        report.labels.join(", "),
+        report.vocab_size
+    )?;
+    let how = match s.stopped {
+        Stopped::Finished => "finished",
+        Stopped::TimeBudget => "stopped at --max-time",
+        Stopped::EarlyStopping => "stopped early (no better validation loss)",
+        Stopped::Interrupted => "interrupted",
+        #[allow(unreachable_patterns)]
+        _ => "stopped",
+    };
+    writeln!(
+        out,
+        "{how} at step {}/{} after {:.1} min ({:.0} examples/s); {} parameters",
+        s.steps,
+        s.total_steps,
+        s.elapsed_s / 60.0,
+        s.tokens_per_s,
+        report.parameters
+    )?;
+    if let (Some((loss, step)), Some(best)) = (s.best_valid, &report.best) {
+        writeln!(
+            out,
+            "best validation loss {loss:.4} at step {step}: accuracy {:.4}, macro-F1 {:.4}",
+            best.metrics.accuracy, best.metrics.macro_f1
+        )?;
+    }
+    writeln!(
+        out,
+        "model directory: {} (seqlab classify eval --model {} --data FILE)",
+        args.out.display(),
+        args.out.display()
+    )?;
+    Ok(())
+}
+
+fn eval(args: EvalArgs) -> anyhow::Result<()> {
+    let classifier = load_classifier(&args.model, &Device::Cpu)?;
+    let columns = ColumnFlags {
+        text: args.text_column,
+        label: args.label_column,
+        ..ColumnFlags::default()
+    };
+    let format = args
+        .format
+        .unwrap_or_else(|| LabelledFormat::detect(&args.data));
+    check_columns(&columns, &[&args.data.to_string_lossy()], format)?;
+    let result =
+        classifier.evaluate_file_with_columns(&args.data, args.format, args.text, &columns)?;
+    let m = &result.metrics;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let json = serde_json::json!({
+            "accuracy": m.accuracy,
+            "macro_f1": m.macro_f1,
+            "labels": m.labels,
+            "confusion": m.confusion,
+            "per_class": m.per_class,
+            "loss": result.loss,
+            "examples": m.examples,
+        });
+        writeln!(out, "{json}")?;
+    } else {
+        writeln!(out, "{}: {}", args.data.display(), m.report().trim_end())?;
+    }
+    Ok(())
+}
+
+fn predict(args: PredictArgs) -> anyhow::Result<()> {
+    if args.top == 0 {
+        bail!("--top must be at least 1");
+    }
+    let classifier = load_classifier(&args.model, &Device::Cpu)?;
+    let texts: Vec<String> = match &args.input {
+        Some(path) => {
+            let content = seqlab_tokenize::read_text(path)?;
+            let lines: Vec<String> = content.lines().map(str::to_string).collect();
+            if let Some(i) = lines.iter().position(|l| l.trim().is_empty()) {
+                bail!("{}, line {}: the text is empty", path.display(), i + 1);
+            }
+            lines
+        }
+        None => {
+            if args.texts.is_empty() {
+                bail!("nothing to classify: give texts as arguments or --input FILE");
+            }
+            if let Some(i) = args.texts.iter().position(|t| t.trim().is_empty()) {
+                bail!("text {} is empty: there is nothing to classify", i + 1);
+            }
+            args.texts.clone()
+        }
+    };
+    let probabilities = classifier
+        .predict(&texts)
+        .with_context(|| format!("cannot classify with {}", args.model.display()))?;
+    let mut out = std::io::stdout().lock();
+    for row in probabilities {
+        let mut order: Vec<usize> = (0..row.len()).collect();
+        order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+        let cells: Vec<String> = order
+            .iter()
+            .take(args.top)
+            .map(|&c| format!("{}\t{:.4}", classifier.labels[c], row[c]))
+            .collect();
+        writeln!(out, "{}", cells.join("\t"))?;
+    }
+    Ok(())
+}

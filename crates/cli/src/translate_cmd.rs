@@ -1,0 +1,452 @@
+//! `seqlab translate train|eval|run`: the translation pipeline.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use candle_core::Device;
+use seqlab_cells::CellKind;
+use seqlab_data::ColumnFlags;
+use seqlab_models::{AttentionKind, Seq2SeqConfig};
+use seqlab_train::translate::{attention_svg, Decoding};
+use seqlab_train::{
+    load_translator, train_translator, LoopConfig, NonFinite, RunOptions, Schedule, Stopped,
+    TranslateTrainConfig,
+};
+
+/// Train, evaluate or run an encoder-decoder translator with attention.
+#[derive(clap::Subcommand, Debug)]
+pub enum TranslateCommand {
+    /// Train a translator on a source<TAB>target file and write a model directory.
+    Train(Box<TrainArgs>),
+    /// Corpus BLEU of free-running translations (never teacher-forced) against the references.
+    Eval(EvalArgs),
+    /// Translate sentences given as arguments or in a file (one per line).
+    Run(RunArgs),
+}
+
+/// Arguments of `seqlab translate train`.
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// The parallel file: source<TAB>target[<TAB>anything] lines (Tatoeba / Anki layout), a .parquet file
+    /// or a hub split hf://datasets/OWNER/NAME[@REVISION][:SPLIT] (see `seqlab data list`).
+    #[arg(long, value_name = "FILE")]
+    data: String,
+    /// A validation file of the same layout; without it, the last --valid-fraction of the pairs.
+    #[arg(long, value_name = "FILE")]
+    valid: Option<String>,
+    /// The column holding the source sentence in tables (hub splits, .parquet files; a.b is field b of
+    /// struct column a) [default: the catalogue's, else source; with --resume: as saved].
+    #[arg(long, value_name = "NAME")]
+    source_column: Option<String>,
+    /// The column holding the target sentence in tables [default: the catalogue's, else target; with
+    /// --resume: as saved].
+    #[arg(long, value_name = "NAME")]
+    target_column: Option<String>,
+    /// Tail of the pairs held out for validation (and for `translate eval` without --data).
+    #[arg(long, value_name = "F", default_value_t = 0.05)]
+    valid_fraction: f64,
+    /// Translate from the second column to the first.
+    #[arg(long)]
+    reverse: bool,
+    /// Leave out pairs with a side of more than N words.
+    #[arg(long, value_name = "N")]
+    max_words: Option<usize>,
+    /// Stop at a line with no tab or an empty side instead of skipping it.
+    #[arg(long)]
+    strict: bool,
+    /// word or char (each side gets its own vocabulary).
+    #[arg(long, value_name = "word|char", default_value = "word")]
+    tokenizer: String,
+    /// Lowercase both sides.
+    #[arg(long)]
+    lowercase: bool,
+    /// Keep only tokens seen at least N times; the rest become <unk>.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    min_freq: usize,
+    /// Keep at most N tokens per side, the 4 special tokens included.
+    #[arg(long, value_name = "N")]
+    max_vocab: Option<usize>,
+    /// The longest source the model reads, in tokens; longer input to eval and run is an error.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    max_source_tokens: usize,
+    /// The longest target, in tokens; decoding stops there.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    max_target_tokens: usize,
+    /// Recurrent cell of encoder and decoder: lstm, gru, rnn or rnn_relu.
+    #[arg(long, value_name = "lstm|gru|rnn", default_value = "lstm")]
+    cell: CellKind,
+    /// Units per recurrent layer [default: 256].
+    #[arg(long, value_name = "N")]
+    hidden: Option<usize>,
+    /// Recurrent layers of encoder and decoder [default: 1].
+    #[arg(long, value_name = "N")]
+    layers: Option<usize>,
+    /// Embedding width of both sides [default: 128].
+    #[arg(long, value_name = "N")]
+    embed: Option<usize>,
+    /// Read the source in both directions.
+    #[arg(long)]
+    bidirectional: bool,
+    /// Attention over the source: none, dot, general (Luong) or additive (Bahdanau's score).
+    #[arg(
+        long,
+        value_name = "none|dot|general|additive",
+        default_value = "general"
+    )]
+    attention: AttentionKind,
+    /// Feed the previous attentional output to the decoder (Luong's input feeding; slower training).
+    #[arg(long)]
+    input_feeding: bool,
+    /// Dropout between layers and before the head, in training [default: 0.2].
+    #[arg(long, value_name = "P")]
+    dropout: Option<f32>,
+    /// Probability of feeding the reference token at each decoder step in training (1: teacher forcing).
+    #[arg(long, value_name = "P", default_value_t = 1.0)]
+    teacher_forcing: f64,
+    /// Sentence pairs per batch.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    batch: usize,
+    /// Peak learning rate of AdamW.
+    #[arg(long, value_name = "F", default_value_t = 2e-3)]
+    lr: f64,
+    /// AdamW's decoupled weight decay.
+    #[arg(long, value_name = "F", default_value_t = 0.01)]
+    weight_decay: f64,
+    /// Largest gradient norm (0: no clipping).
+    #[arg(long, value_name = "F", default_value_t = 5.0)]
+    clip: f64,
+    /// Warm-up steps of the learning rate.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    warmup: usize,
+    /// Learning-rate schedule after the warm-up: cosine (down to 10%) or constant.
+    #[arg(long, value_name = "cosine|constant", default_value = "cosine")]
+    schedule: String,
+    /// Passes over the training pairs [default: 20].
+    #[arg(long, value_name = "N", conflicts_with = "steps")]
+    epochs: Option<usize>,
+    /// Optimizer steps (instead of --epochs).
+    #[arg(long, value_name = "N")]
+    steps: Option<usize>,
+    /// The model directory to write.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Continue the run in --out from its latest checkpoint, with its saved settings and data (only
+    /// --steps, --epochs, --max-time, --threads, --skip-nonfinite and the column flags apply).
+    #[arg(long)]
+    resume: bool,
+    /// Seed of the initial weights, dropout, data order and scheduled sampling.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    seed: u64,
+    /// Stop cleanly after this many minutes (a decimal number), evaluating and saving first.
+    #[arg(long, value_name = "MINUTES")]
+    max_time: Option<f64>,
+    /// Measure the validation loss every N steps (the best model is kept).
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    eval_every: usize,
+    /// Write the resumable checkpoint every N steps.
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    checkpoint_every: usize,
+    /// Stop after N evaluations without a better validation loss.
+    #[arg(long, value_name = "N")]
+    patience: Option<usize>,
+    /// Worker threads [default: one per core].
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// Skip a batch whose loss or gradient is NaN or infinite, instead of stopping the run.
+    #[arg(long)]
+    skip_nonfinite: bool,
+    /// cpu (this build's only device).
+    #[arg(long, value_name = "cpu|cuda", default_value = "cpu")]
+    device: String,
+}
+
+/// How `eval` and `run` decode.
+#[derive(clap::Args, Debug)]
+pub struct DecodeArgs {
+    /// Beam search with W hypotheses (1 is greedy); without it, greedy decoding.
+    #[arg(long, value_name = "W")]
+    beam: Option<usize>,
+    /// Length-penalty exponent of beam search (GNMT's alpha; 0 ranks by raw log-probability).
+    #[arg(long, value_name = "F", default_value_t = 0.6)]
+    alpha: f64,
+}
+
+impl DecodeArgs {
+    fn decoding(&self) -> anyhow::Result<Decoding> {
+        match self.beam {
+            None => Ok(Decoding::Greedy),
+            Some(0) => bail!("--beam must be at least 1"),
+            Some(width) => Ok(Decoding::Beam {
+                width,
+                alpha: self.alpha,
+            }),
+        }
+    }
+}
+
+/// Arguments of `seqlab translate eval`.
+#[derive(clap::Args, Debug)]
+pub struct EvalArgs {
+    /// A model directory written by `seqlab translate train`.
+    #[arg(long, value_name = "DIR")]
+    model: PathBuf,
+    /// A source<TAB>target file, a .parquet file or a hub split; without it, the held-out pairs of the
+    /// model's training data.
+    #[arg(long, value_name = "FILE")]
+    data: Option<PathBuf>,
+    /// The column holding the source sentence in tables [default: as in training, else the catalogue's,
+    /// else source].
+    #[arg(long, value_name = "NAME")]
+    source_column: Option<String>,
+    /// The column holding the target sentence in tables [default: as in training, else the catalogue's,
+    /// else target].
+    #[arg(long, value_name = "NAME")]
+    target_column: Option<String>,
+    #[command(flatten)]
+    decode: DecodeArgs,
+    /// Print one JSON object: {"bleu", "bp", "precisions", "sys_len", "ref_len", "sentences", "decoding"}.
+    #[arg(long)]
+    json: bool,
+    /// Write the translations to FILE, one per line (for `seqlab bleu`).
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+/// Arguments of `seqlab translate run`.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// A model directory written by `seqlab translate train`.
+    #[arg(long, value_name = "DIR")]
+    model: PathBuf,
+    /// Sentences to translate.
+    #[arg(value_name = "TEXT", conflicts_with = "input")]
+    text: Vec<String>,
+    /// A UTF-8 file of sentences, one per line.
+    #[arg(long, value_name = "FILE")]
+    input: Option<PathBuf>,
+    #[command(flatten)]
+    decode: DecodeArgs,
+    /// Write the attention of the first sentence as an SVG heat map to FILE (source tokens along the top,
+    /// target tokens down the side); sentence k > 1 goes to FILE-k.svg.
+    #[arg(long, value_name = "FILE")]
+    plot_attention: Option<PathBuf>,
+}
+
+/// Runs a `seqlab translate` command.
+pub fn run(cmd: TranslateCommand) -> anyhow::Result<()> {
+    match cmd {
+        TranslateCommand::Train(args) => train(*args),
+        TranslateCommand::Eval(args) => eval(args),
+        TranslateCommand::Run(args) => translate(args),
+    }
+}
+
+fn train(args: TrainArgs) -> anyhow::Result<()> {
+    if let Some(threads) = args.threads {
+        if threads == 0 {
+            bail!("--threads must be at least 1");
+        }
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    }
+    match args.device.as_str() {
+        "cpu" => {}
+        "cuda" => bail!("this seqlab was built without CUDA support; use --device cpu"),
+        other => bail!("unknown --device {other:?}: expected cpu or cuda"),
+    }
+    let schedule = match args.schedule.as_str() {
+        "cosine" => Schedule::default(),
+        "constant" => Schedule::Constant,
+        other => bail!("unknown --schedule {other:?}: expected cosine or constant"),
+    };
+    let defaults = Seq2SeqConfig::default();
+    let model = Seq2SeqConfig {
+        source_vocab: 0,
+        target_vocab: 0,
+        embed: args.embed.unwrap_or(defaults.embed),
+        hidden: args.hidden.unwrap_or(defaults.hidden),
+        layers: args.layers.unwrap_or(defaults.layers),
+        cell: args.cell,
+        bidirectional: args.bidirectional,
+        attention: args.attention,
+        input_feeding: args.input_feeding,
+        dropout: args.dropout.unwrap_or(defaults.dropout),
+    };
+    let config = TranslateTrainConfig {
+        data: args.data,
+        valid: args.valid,
+        valid_fraction: args.valid_fraction,
+        source_column: args.source_column,
+        target_column: args.target_column,
+        reverse: args.reverse,
+        max_words: args.max_words,
+        strict: args.strict,
+        tokenizer: args.tokenizer,
+        lowercase: args.lowercase,
+        min_freq: args.min_freq,
+        max_vocab: args.max_vocab,
+        max_source_tokens: args.max_source_tokens,
+        max_target_tokens: args.max_target_tokens,
+        batch: args.batch,
+        teacher_forcing: args.teacher_forcing,
+        optim: LoopConfig {
+            lr: args.lr,
+            weight_decay: args.weight_decay,
+            clip: args.clip,
+            schedule,
+            warmup: args.warmup,
+            epochs: args.epochs,
+            steps: args.steps,
+            eval_every: args.eval_every,
+            checkpoint_every: args.checkpoint_every,
+            patience: args.patience,
+            seed: args.seed,
+            on_nonfinite: if args.skip_nonfinite {
+                NonFinite::Skip
+            } else {
+                NonFinite::Stop
+            },
+        },
+    };
+    let max_time = match args.max_time {
+        Some(minutes) if !(minutes.is_finite() && minutes > 0.0) => {
+            bail!("--max-time must be a positive number of minutes, got {minutes}")
+        }
+        Some(minutes) => Some(Duration::from_secs_f64(minutes * 60.0)),
+        None => None,
+    };
+    let options = RunOptions {
+        resume: args.resume,
+        max_time,
+        progress: true,
+        on_step: None,
+    };
+    let report = train_translator(&model, &config, &args.out, options)?;
+    let s = &report.summary;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "data: {} training pairs, {} validation pairs; {} malformed lines skipped, {} pairs too long left out; \
+         vocabulary {} source / {} target",
+        report.train_pairs, report.valid_pairs, report.malformed, report.too_long, report.vocab.0, report.vocab.1
+    )?;
+    let how = match s.stopped {
+        Stopped::Finished => "finished",
+        Stopped::TimeBudget => "stopped at --max-time",
+        Stopped::EarlyStopping => "stopped early (no better validation loss)",
+        Stopped::Interrupted => "interrupted",
+    };
+    writeln!(
+        out,
+        "{how} at step {}/{} after {:.1} min ({:.0} target tokens/s); {} parameters",
+        s.steps,
+        s.total_steps,
+        s.elapsed_s / 60.0,
+        s.tokens_per_s,
+        report.parameters
+    )?;
+    if let Some((loss, step)) = s.best_valid {
+        writeln!(
+            out,
+            "best validation loss {loss:.4} nats/token (perplexity {:.2}) at step {step}",
+            loss.exp()
+        )?;
+    }
+    writeln!(
+        out,
+        "model directory: {} (measure it: seqlab translate eval --model {})",
+        args.out.display(),
+        args.out.display()
+    )?;
+    Ok(())
+}
+
+fn eval(args: EvalArgs) -> anyhow::Result<()> {
+    let decoding = args.decode.decoding()?;
+    let translator = load_translator(&args.model, &Device::Cpu)?;
+    let columns = ColumnFlags {
+        source: args.source_column,
+        target: args.target_column,
+        ..ColumnFlags::default()
+    };
+    let result = translator.evaluate_file_with_columns(args.data.as_deref(), decoding, &columns)?;
+    if let Some(path) = &args.output {
+        let text: String = result.hypotheses.iter().map(|h| format!("{h}\n")).collect();
+        seqlab_train::write_bytes_atomically(path, text.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let bleu = &result.bleu;
+    let decoding_name = match decoding {
+        Decoding::Greedy => "greedy".to_string(),
+        Decoding::Beam { width, .. } => format!("beam {width}"),
+    };
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let json = serde_json::json!({
+            "bleu": bleu.score,
+            "bp": bleu.bp,
+            "precisions": bleu.precisions,
+            "sys_len": bleu.sys_len,
+            "ref_len": bleu.ref_len,
+            "sentences": result.sentences,
+            "decoding": decoding_name,
+        });
+        writeln!(out, "{json}")?;
+    } else {
+        let precisions: Vec<String> = bleu.precisions.iter().map(|p| format!("{p:.1}")).collect();
+        writeln!(
+            out,
+            "BLEU = {:.2} {} (BP = {:.3} hyp_len = {} ref_len = {}) on {} sentences, {decoding_name}",
+            bleu.score,
+            precisions.join("/"),
+            bleu.bp,
+            bleu.sys_len,
+            bleu.ref_len,
+            result.sentences
+        )?;
+    }
+    Ok(())
+}
+
+fn read_sentences(path: &Path) -> anyhow::Result<Vec<String>> {
+    let text = seqlab_tokenize::read_text(path)?;
+    Ok(text.lines().map(str::to_string).collect())
+}
+
+fn translate(args: RunArgs) -> anyhow::Result<()> {
+    let decoding = args.decode.decoding()?;
+    let sentences = match &args.input {
+        Some(path) => read_sentences(path)?,
+        None if args.text.is_empty() => {
+            bail!("give sentences to translate as arguments or with --input FILE")
+        }
+        None => args.text.clone(),
+    };
+    let translator = load_translator(&args.model, &Device::Cpu)?;
+    let translations = translator.translate(&sentences, decoding)?;
+    let mut out = std::io::stdout().lock();
+    for t in &translations {
+        writeln!(out, "{}", t.text)?;
+    }
+    if let Some(path) = &args.plot_attention {
+        for (k, t) in translations.iter().enumerate() {
+            let Some(weights) = &t.attention else {
+                bail!(
+                    "{} has no attention (it was trained with --attention none); there is nothing to plot",
+                    args.model.display()
+                );
+            };
+            let file = if k == 0 {
+                path.clone()
+            } else {
+                let stem = path.with_extension("");
+                PathBuf::from(format!("{}-{}.svg", stem.display(), k + 1))
+            };
+            let svg = attention_svg(&t.source_tokens, &t.target_tokens, weights);
+            seqlab_train::write_bytes_atomically(&file, svg.as_bytes())
+                .with_context(|| format!("cannot write {}", file.display()))?;
+        }
+    }
+    Ok(())
+}
