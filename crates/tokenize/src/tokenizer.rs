@@ -66,12 +66,18 @@ impl Tokenizer {
     pub fn from_file(path: &Path) -> Result<Tokenizer> {
         let json = read_utf8(path)?;
         let json = json.strip_prefix('\u{feff}').unwrap_or(&json);
-        let inner = tokenizers::Tokenizer::from_bytes(json.as_bytes()).map_err(|error| {
-            Error::InvalidTokenizerFile {
-                path: path.to_path_buf(),
-                reason: one_line(error),
-            }
-        })?;
+        let invalid = |reason: String| Error::InvalidTokenizerFile {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let inner = parse_without_panicking(json.as_bytes())
+            .ok_or_else(|| {
+                invalid(match serde_json::from_str::<serde_json::Value>(json) {
+                    Err(error) => one_line(error),
+                    Ok(_) => "its decoder section is not one the tokenizers crate knows".to_string(),
+                })
+            })?
+            .map_err(|error| invalid(one_line(error)))?;
         Ok(Self::from_hf(inner))
     }
 
@@ -274,6 +280,23 @@ fn temporary_path(path: &Path) -> Option<PathBuf> {
     name.push(path.file_name()?);
     name.push(format!(".{}.tmp", std::process::id()));
     Some(path.with_file_name(name))
+}
+
+/// `tokenizers::Tokenizer::from_bytes`, with its panics caught: the `tokenizers` crate (0.23) unwraps the
+/// result of parsing a `decoder` section (`expect("Helper")`), so a malformed one panics instead of returning
+/// an error (found by the `tokenizer_json` fuzz target). `None` means it panicked; the panic message is kept
+/// off stderr so the user sees one error line.
+fn parse_without_panicking(
+    bytes: &[u8],
+) -> Option<tokenizers::Result<tokenizers::Tokenizer>> {
+    use std::sync::Mutex;
+    static HOOK: Mutex<()> = Mutex::new(());
+    let _guard = HOOK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(|| tokenizers::Tokenizer::from_bytes(bytes));
+    std::panic::set_hook(previous);
+    result.ok()
 }
 
 #[cfg(test)]

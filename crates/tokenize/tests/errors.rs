@@ -89,6 +89,42 @@ fn malformed_tokenizer_files_name_the_file() {
     assert_message(&error, "absent.json");
 }
 
+/// Regression (fuzz target `tokenizer_json`): the `tokenizers` crate panics on a malformed `decoder`
+/// section instead of returning an error; loading must answer with an error all the same.
+#[test]
+fn a_malformed_decoder_section_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/char.tokenizer.json"),
+    )
+    .unwrap();
+    let value: serde_json::Value = serde_json::from_str(&good).unwrap();
+    assert!(value.get("decoder").is_some());
+    let cases = [
+        // Valid JSON, but no decoder the crate knows.
+        (
+            "unknown_decoder.json",
+            good.replacen("\"decoder\":", "\"decoder\": {\"type\": \"Nonexistent\"}, \"unused\":", 1),
+            "decoder",
+        ),
+        // Not JSON inside the decoder section (the fuzzer's input, reduced).
+        (
+            "broken_decoder.json",
+            good.replacen("\"decoder\":", "\"decoder\": {\", \"x\": 1}, \"unused\":", 1),
+            "line",
+        ),
+    ];
+    for (name, text, needle) in cases {
+        let error = Tokenizer::from_file(&write(dir.path(), name, text.as_bytes())).unwrap_err();
+        assert!(
+            matches!(error, Error::InvalidTokenizerFile { .. }),
+            "{name}: {error:?}"
+        );
+        assert_message(&error, name);
+        assert_message(&error, needle);
+    }
+}
+
 #[test]
 fn saving_into_a_missing_directory_names_the_file() {
     let tokenizer = Tokenizer::build_char(&["abc"], &CharOptions::default()).unwrap();
