@@ -164,7 +164,15 @@ fn reading_bad_models_and_tokenizers_is_a_one_line_error() {
         );
         fails(&["lm", "generate", "--model", &model], &[needle], &out);
     }
+    // A tokenizer.json whose decoder section is broken: the tokenizers crate panics on it (fuzzing found it).
+    std::fs::write(
+        inputs.dir.path().join("broken_decoder.json"),
+        r#"{"version": "1.0", "added_tokens": [], "normalizer": null, "pre_tokenizer": null,
+            "post_processor": null, "decoder": {", "x": 1}, "model": {"type": "WordLevel", "vocab": {}}}"#,
+    )
+    .unwrap();
     for tokenizer in [
+        "broken_decoder.json",
         "binary.dat",
         "huge.txt",
         "empty.txt",
