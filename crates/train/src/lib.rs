@@ -47,6 +47,7 @@ mod error;
 mod init;
 mod lm;
 pub mod metrics;
+mod model_dir;
 mod optim;
 mod schedule;
 mod trainer;

@@ -19,7 +19,6 @@ use super::TASK;
 use crate::atomic::write_bytes_atomically;
 use crate::checkpoint::load_tensors;
 use crate::error::{one_line, Error, Result};
-use crate::lm::FORMAT;
 
 /// A classifier's `config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -149,47 +148,7 @@ pub(crate) fn read_rows(
 /// Reads and checks `dir/config.json`: format `seqlab/1`, task `classify`. A directory of another task is
 /// [`Error::WrongTask`].
 pub fn read_config(dir: &Path) -> Result<ClassifyDirConfig> {
-    if !dir.is_dir() {
-        return Err(Error::NotAModelDir {
-            path: dir.to_path_buf(),
-            reason: "no such directory".to_string(),
-        });
-    }
-    let path = dir.join("config.json");
-    if !path.is_file() {
-        return Err(Error::NotAModelDir {
-            path: dir.to_path_buf(),
-            reason: "it has no config.json".to_string(),
-        });
-    }
-    let text = std::fs::read_to_string(&path).map_err(Error::read(&path))?;
-    let bad = |reason: String| Error::BadJson {
-        path: path.clone(),
-        what: "seqlab config.json",
-        reason,
-    };
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(one_line(e)))?;
-    let field = |name: &str| {
-        value
-            .get(name)
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-            .to_string()
-    };
-    if field("format") != FORMAT {
-        return Err(Error::WrongFormat {
-            path,
-            found: field("format"),
-        });
-    }
-    if field("task") != TASK {
-        return Err(Error::WrongTask {
-            path,
-            found: field("task"),
-            expected: TASK,
-        });
-    }
-    serde_json::from_value(value).map_err(|e| bad(one_line(e)))
+    crate::model_dir::read_dir_config(dir, TASK)
 }
 
 /// Writes `dir/labels.json`: the class names as a JSON array, class `i` at position `i`.

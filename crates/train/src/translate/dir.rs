@@ -17,7 +17,6 @@ use super::{SOURCE_TOKENIZER, TARGET_TOKENIZER, TASK};
 use crate::bleu::{corpus_bleu_with, Bleu, BleuOptions};
 use crate::checkpoint::load_tensors;
 use crate::error::{one_line, Error, Result};
-use crate::lm::FORMAT;
 
 /// A translator's `config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,45 +87,7 @@ pub struct LoadedTranslator {
 
 /// Reads and checks `dir/config.json`: format `seqlab/1`, task `translate`.
 pub fn read_config(dir: &Path) -> Result<TranslateDirConfig> {
-    let path = dir.join("config.json");
-    if !dir.is_dir() || !path.is_file() {
-        return Err(Error::NotAModelDir {
-            path: dir.to_path_buf(),
-            reason: if dir.is_dir() {
-                "it has no config.json".to_string()
-            } else {
-                "no such directory".to_string()
-            },
-        });
-    }
-    let text = std::fs::read_to_string(&path).map_err(Error::read(&path))?;
-    let bad = |reason: String| Error::BadJson {
-        path: path.clone(),
-        what: "seqlab config.json",
-        reason,
-    };
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(one_line(e)))?;
-    let field = |name: &str| {
-        value
-            .get(name)
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-            .to_string()
-    };
-    if field("format") != FORMAT {
-        return Err(Error::WrongFormat {
-            path,
-            found: field("format"),
-        });
-    }
-    if field("task") != TASK {
-        return Err(Error::WrongTask {
-            path,
-            found: field("task"),
-            expected: TASK,
-        });
-    }
-    serde_json::from_value(value).map_err(|e| bad(one_line(e)))
+    crate::model_dir::read_dir_config(dir, TASK)
 }
 
 /// Loads a translator's directory, checking that the tokenizers and the weights agree with the config.
