@@ -74,7 +74,9 @@ impl Tokenizer {
             .ok_or_else(|| {
                 invalid(match serde_json::from_str::<serde_json::Value>(json) {
                     Err(error) => one_line(error),
-                    Ok(_) => "its decoder section is not one the tokenizers crate knows".to_string(),
+                    Ok(_) => {
+                        "its decoder section is not one the tokenizers crate knows".to_string()
+                    }
                 })
             })?
             .map_err(|error| invalid(one_line(error)))?;
@@ -286,9 +288,7 @@ fn temporary_path(path: &Path) -> Option<PathBuf> {
 /// result of parsing a `decoder` section (`expect("Helper")`), so a malformed one panics instead of returning
 /// an error (found by the `tokenizer_json` fuzz target). `None` means it panicked; the panic message is kept
 /// off stderr so the user sees one error line.
-fn parse_without_panicking(
-    bytes: &[u8],
-) -> Option<tokenizers::Result<tokenizers::Tokenizer>> {
+fn parse_without_panicking(bytes: &[u8]) -> Option<tokenizers::Result<tokenizers::Tokenizer>> {
     use std::sync::Mutex;
     static HOOK: Mutex<()> = Mutex::new(());
     let _guard = HOOK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

@@ -104,13 +104,21 @@ fn a_malformed_decoder_section_is_an_error_not_a_panic() {
         // Valid JSON, but no decoder the crate knows.
         (
             "unknown_decoder.json",
-            good.replacen("\"decoder\":", "\"decoder\": {\"type\": \"Nonexistent\"}, \"unused\":", 1),
+            good.replacen(
+                "\"decoder\":",
+                "\"decoder\": {\"type\": \"Nonexistent\"}, \"unused\":",
+                1,
+            ),
             "decoder",
         ),
         // Not JSON inside the decoder section (the fuzzer's input, reduced).
         (
             "broken_decoder.json",
-            good.replacen("\"decoder\":", "\"decoder\": {\", \"x\": 1}, \"unused\":", 1),
+            good.replacen(
+                "\"decoder\":",
+                "\"decoder\": {\", \"x\": 1}, \"unused\":",
+                1,
+            ),
             "line",
         ),
     ];
