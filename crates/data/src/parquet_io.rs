@@ -39,7 +39,32 @@ struct Wanted {
 }
 
 /// Reads `wanted` columns (all top-level columns when empty) of a parquet file.
+///
+/// The `parquet` crate (58) panics on some corrupt files instead of returning an error (found by the
+/// `parquet` fuzz target: "column start and length should not be negative"): such a panic is caught, kept off
+/// stderr, and returned as [`Error::Parquet`] naming the file.
 pub(crate) fn read_parquet(path: &Path, wanted: &[&str]) -> Result<Vec<Column>> {
+    use std::sync::Mutex;
+    static HOOK: Mutex<()> = Mutex::new(());
+    let _guard = HOOK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(|| read_parquet_unguarded(path, wanted));
+    std::panic::set_hook(previous);
+    result.unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "the reader gave up".to_string());
+        Err(Error::Parquet {
+            path: path.to_path_buf(),
+            reason: format!("the file is corrupt ({})", one_line(message)),
+        })
+    })
+}
+
+fn read_parquet_unguarded(path: &Path, wanted: &[&str]) -> Result<Vec<Column>> {
     let source = path.display().to_string();
     let parquet_error = |e: parquet::errors::ParquetError| Error::Parquet {
         path: path.to_path_buf(),
