@@ -18,7 +18,7 @@ use crate::error::{one_line, Error, Result};
 /// A language model's `config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LmDirConfig {
-    /// Always [`FORMAT`].
+    /// Always [`FORMAT`](super::FORMAT).
     pub format: String,
     /// Always [`TASK`].
     pub task: String,
