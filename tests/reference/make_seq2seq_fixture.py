@@ -13,10 +13,11 @@ input feeding, h~ of the previous step is concatenated to the embedding of the n
 
 For each case it draws weights from a seeded generator, runs a padded batch (source lengths differ), and saves
 the state_dict (the names the Rust model must load unchanged), the inputs (`input.*`) and PyTorch's outputs
-(`expected.logits` (batch, tgt_len, vocab), `expected.attention` (batch, tgt_len, src_len)) to
+(`expected.logits` (batch, tgt_len, vocab), `expected.attention` (batch, tgt_len, src_len)), the training loss
+on `input.tgt_out` (`expected.loss`) and its gradient for every parameter (`grad.<name>`) to
 crates/models/tests/fixtures/seq2seq_<case>.safetensors, and the configurations to seq2seq_cases.json.
 The Rust test (crates/models/tests/seq2seq_golden.rs) must match the logits and attention to 1e-5, both with the
-whole-sequence forward pass and step by step through StepModel.
+whole-sequence forward pass and step by step through StepModel, and the loss and every gradient.
 
 Regenerate, from the repository root (torch and safetensors installed):
     /work/venvs/torch/bin/python tests/reference/make_seq2seq_fixture.py
@@ -166,9 +167,18 @@ def main():
         src = torch.tensor([[4, 5, 6, 7, 8], [9, 4, 10, 0, 0], [6, 6, 0, 0, 0]])
         lengths = torch.tensor([5, 3, 2])
         tgt_in = torch.tensor([[2, 4, 5, 6], [2, 7, 8, 0], [2, 12, 0, 0]])
-        with torch.no_grad():
-            logits, attention = model(src, lengths, tgt_in)
+        tgt_out = torch.tensor([[4, 5, 6, 3], [7, 8, 3, 0], [12, 3, 0, 0]])
+        logits, attention = model(src, lengths, tgt_in)
+        # The training loss (mean cross-entropy over the non-padding targets) and its gradients.
+        loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt_out.reshape(-1),
+                                           ignore_index=0)
+        loss.backward()
+        logits, attention = logits.detach(), None if attention is None else attention.detach()
         tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
+        for k, p in model.named_parameters():
+            tensors[f"grad.{k}"] = p.grad.contiguous()
+        tensors["input.tgt_out"] = tgt_out
+        tensors["expected.loss"] = loss.detach().reshape(1)
         tensors["input.src"] = src
         tensors["input.lengths"] = lengths
         tensors["input.tgt_in"] = tgt_in

@@ -196,7 +196,10 @@ impl Attention {
                 .contiguous()?
                 .matmul(&memory.keys.transpose(1, 2)?.contiguous()?)?,
         };
-        let weights = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&memory.mask)?)?;
+        // `candle_nn::ops::softmax`, not `softmax_last_dim`: the latter is a custom op without a backward
+        // pass (`apply_op1_no_bwd`), so autograd would treat the weights as constants and the scores (keys,
+        // queries, the additive energy) would never learn.
+        let weights = candle_nn::ops::softmax(&scores.broadcast_add(&memory.mask)?, D::Minus1)?;
         let context = weights.matmul(&memory.values.contiguous()?)?;
         let combined = Tensor::cat(&[&context, query], D::Minus1)?;
         let out = seqlab_cells::linear(&combined, &self.combine_w, None)?.tanh()?;

@@ -1,5 +1,6 @@
 //! `Seq2Seq` loads a PyTorch twin's state_dict unchanged and gives its logits and attention weights to 1e-5,
-//! through the whole-sequence forward pass and step by step through `StepModel`. Fixtures:
+//! through the whole-sequence forward pass and step by step through `StepModel`, and its training loss and the
+//! gradient of every parameter to 1e-6. Fixtures:
 //! tests/reference/make_seq2seq_fixture.py.
 
 use std::collections::HashMap;
@@ -146,6 +147,81 @@ fn seq2seq_additive_attention_input_feeding_two_layers_matches_torch() {
 #[test]
 fn seq2seq_dot_attention_gru_matches_torch() {
     check("dot_gru");
+}
+
+/// The training loss (mean cross-entropy over the non-padding targets, in training mode, teacher-forced as
+/// training runs it) and the gradient of every parameter, against PyTorch's autograd.
+fn check_gradients(name: &str) {
+    let configs: HashMap<String, Seq2SeqConfig> = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("seq2seq_cases.json")).unwrap(),
+    )
+    .unwrap();
+    let device = Device::Cpu;
+    let tensors = candle_core::safetensors::load(
+        fixtures().join(format!("seq2seq_{name}.safetensors")),
+        &device,
+    )
+    .unwrap();
+    let varmap = VarMap::new();
+    let model = Seq2Seq::new(
+        &configs[name],
+        VarBuilder::from_varmap(&varmap, DType::F32, &device),
+    )
+    .unwrap();
+    let vars = varmap.data().lock().unwrap().clone();
+    for (key, var) in &vars {
+        var.set(&tensors[key.as_str()]).unwrap();
+    }
+    let ids = |key: &str| tensors[key].to_dtype(DType::U32).unwrap();
+    let lengths: Vec<usize> = tensors["input.lengths"]
+        .to_vec1::<i64>()
+        .unwrap()
+        .into_iter()
+        .map(|l| l as usize)
+        .collect();
+    let out = model
+        .forward(
+            &ids("input.src"),
+            &lengths,
+            &ids("input.tgt_in"),
+            Mode::Train { seed: 1 },
+            TeacherForcing::default(),
+        )
+        .unwrap();
+    let (batch, tgt_len, vocab) = out.logits.dims3().unwrap();
+    let loss = seqlab_cells::cross_entropy(
+        &out.logits.reshape((batch * tgt_len, vocab)).unwrap(),
+        &ids("input.tgt_out").flatten_all().unwrap(),
+        Some(0),
+    )
+    .unwrap();
+    let diff = max_diff(&loss.reshape(1).unwrap(), &tensors["expected.loss"]);
+    assert!(diff < 1e-5, "{name}: loss differs from PyTorch by {diff}");
+    let grads = loss.backward().unwrap();
+    assert!(!vars.is_empty());
+    for (key, var) in &vars {
+        let got = grads
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("{name}: no gradient reaches {key}"));
+        let want = &tensors[format!("grad.{key}").as_str()];
+        let diff = max_diff(got, want);
+        assert!(
+            diff < 1e-6,
+            "{name}: the gradient of {key} differs from PyTorch's by {diff}"
+        );
+    }
+}
+
+#[test]
+fn seq2seq_gradients_match_torch_in_every_case() {
+    for name in [
+        "none_gru",
+        "general_lstm_bidirectional",
+        "additive_lstm_input_feeding_2_layers",
+        "dot_gru",
+    ] {
+        check_gradients(name);
+    }
 }
 
 #[test]
