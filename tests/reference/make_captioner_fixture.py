@@ -12,8 +12,10 @@ The decoder reads a padded batch through pack_padded_sequence; positions past a 
 bias (zero outputs). Batch-norm running statistics are set to non-trivial values and the module is in eval
 mode, so they are what the fixture pins. Each case is one safetensors file: the module's state_dict (minus
 `num_batches_tracked`, which seqlab does not keep), `images` (batch, 3, S, S), `ids` (batch, seq) i64,
-`lengths` (batch,) i64 and the `logits` (batch, seq, vocab). crates/models/tests/captioner_golden.rs must
-find the logits to 1e-4. Files are < 20 KB.
+`lengths` (batch,) i64 and the `logits` (batch, seq, vocab); then, in training mode (batch norm on the
+batch's statistics), `train_logits` and `grad.<name>`, the gradient of sum(train_logits * probe) for every
+parameter (`probe`: cos(0.61 k) over the logits' elements, saved too). crates/models/tests/captioner_golden.rs must find the
+logits to 1e-4 and the gradients to 1e-4. Files are < 20 KB.
 
 Regenerate (from the repository root):
     /work/venvs/torch/bin/python tests/reference/make_captioner_fixture.py
@@ -110,8 +112,19 @@ def main():
         lengths = torch.tensor(LENGTHS, dtype=torch.int64)
         with torch.no_grad():
             logits = model(images, ids, lengths)
-        tensors = {k: v.contiguous() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+        tensors = {k: v.clone().contiguous() for k, v in model.state_dict().items()
+                   if not k.endswith("num_batches_tracked")}
         tensors.update(images=images, ids=ids, lengths=lengths, logits=logits.contiguous())
+        # Training mode (batch norm on the batch's statistics): the gradient of sum(logits * probe) for every
+        # parameter, where probe is a fixed pattern of the logits' shape.
+        model.train()
+        logits = model(images, ids, lengths)
+        probe = torch.cos(torch.arange(logits.numel(), dtype=torch.float32) * 0.61).reshape(logits.shape)
+        (logits * probe).sum().backward()
+        tensors["train_logits"] = logits.detach().contiguous()
+        tensors["probe"] = probe
+        for key, param in model.named_parameters():
+            tensors[f"grad.{key}"] = param.grad.contiguous()
         path = OUT / f"{name}.safetensors"
         save_file(tensors, str(path))
         print(f"{path.name}: logits {tuple(logits.shape)}, {path.stat().st_size} bytes")

@@ -7,6 +7,7 @@ use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::lm::Mode;
+use crate::pool::max_pool2x2;
 
 /// The shape of a [`CnnEncoder`]: plain data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -340,7 +341,7 @@ impl CnnEncoder {
         for block in &self.blocks {
             xs = conv3x3(&xs, &block.conv)?;
             xs = block.bn.forward(&xs, train)?.relu()?;
-            xs = xs.max_pool2d(2)?;
+            xs = max_pool2x2(&xs)?;
         }
         xs.reshape((batch, self.config.feature_size()))
     }

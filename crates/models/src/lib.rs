@@ -35,6 +35,7 @@ mod captioner;
 mod classifier;
 mod cnn;
 mod lm;
+mod pool;
 mod seq2seq;
 
 pub use attention::{Attention, AttentionKind, Memory};
@@ -42,4 +43,5 @@ pub use captioner::{Captioner, CaptionerConfig, Inject};
 pub use classifier::{Classifier, ClassifierConfig, Pooling};
 pub use cnn::{conv3x3, CnnConfig, CnnEncoder};
 pub use lm::{LanguageModel, LanguageModelConfig, Mode};
+pub use pool::max_pool2x2;
 pub use seq2seq::{Decoder, DecoderState, Seq2Seq, Seq2SeqConfig, Seq2SeqOutput, TeacherForcing};

@@ -125,3 +125,71 @@ fn a_wrongly_sized_image_is_an_error_naming_the_expected_shape() {
         .to_string();
     assert!(err.contains("(batch, 3, 8, 8)"), "{err}");
 }
+
+/// Training mode (batch norm on the batch's statistics): the logits and the gradient of
+/// sum(logits · probe) for every parameter, against PyTorch's autograd.
+fn gradients_match_torch(name: &str, config: &CaptionerConfig) {
+    let tensors = fixture(name);
+    let varmap = candle_nn::VarMap::new();
+    let model = Captioner::new(
+        config,
+        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    let vars = varmap.data().lock().unwrap().clone();
+    for (key, var) in &vars {
+        var.set(&tensors[key.as_str()]).unwrap();
+    }
+    let ids = tensors["ids"].to_dtype(DType::U32).unwrap();
+    let lengths: Vec<usize> = tensors["lengths"]
+        .to_vec1::<i64>()
+        .unwrap()
+        .into_iter()
+        .map(|l| l as usize)
+        .collect();
+    let logits = model
+        .forward(
+            &tensors["images"],
+            &ids,
+            Some(&lengths),
+            Mode::Train { seed: 0 },
+        )
+        .unwrap();
+    let diff = max_diff(&logits, &tensors["train_logits"]);
+    assert!(diff < 1e-4, "{name}: training-mode logits differ by {diff}");
+    let grads = (&logits * &tensors["probe"])
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let mut checked = 0;
+    for (key, var) in &vars {
+        if key.ends_with("running_mean") || key.ends_with("running_var") {
+            assert!(grads.get(var.as_tensor()).is_none(), "{key} got a gradient");
+            continue;
+        }
+        let got = grads
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("{name}: no gradient reaches {key}"));
+        let diff = max_diff(got, &tensors[format!("grad.{key}").as_str()]);
+        assert!(
+            diff < 1e-4,
+            "{name}: the gradient of {key} differs by {diff}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 10, "{name}: only {checked} parameters checked");
+}
+
+#[test]
+fn captioner_gradients_match_torch_in_training_mode() {
+    gradients_match_torch(
+        "captioner_init_lstm_2layers",
+        &config(Inject::Init, CellKind::Lstm, &[4, 6], 5, 6, 2),
+    );
+    gradients_match_torch(
+        "captioner_first_gru",
+        &config(Inject::First, CellKind::Gru, &[3, 5], 6, 5, 1),
+    );
+}
