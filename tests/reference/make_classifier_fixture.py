@@ -11,9 +11,10 @@ last valid step), pools over valid steps only and applies the head:
 - max: the padded outputs with -inf past each length, maximum over time.
 
 Each case is one safetensors file holding the module's state_dict as it is, plus `ids` (batch, seq) i64,
-`lengths` (batch,) i64 and the `logits` (batch, classes) PyTorch computes in eval mode. The Rust test
+`lengths` (batch,) i64 and the `logits` (batch, classes) PyTorch computes in eval mode, then the
+cross-entropy `loss` on `labels` and its gradient for every parameter (`grad.<name>`). The Rust test
 crates/models/tests/classifier_golden.rs builds seqlab's Classifier from the same file, unchanged, and must
-find the logits to 1e-5. Weights are drawn from a fixed seed; the files are < 10 KB each.
+find the logits to 1e-5 and the loss and gradients to 1e-5. Weights are drawn from a fixed seed; the files are < 10 KB each.
 
 Regenerate (from the repository root, with a Python that has torch and safetensors):
     /work/venvs/torch/bin/python tests/reference/make_classifier_fixture.py
@@ -45,6 +46,7 @@ IDS = [
     [6, 6, 4, 10, 11, 12, 5],
 ]
 LENGTHS = [7, 3, 1, 5, 2]
+LABELS = [0, 2, 1, 1, 0]
 
 
 class Classifier(torch.nn.Module):
@@ -92,6 +94,14 @@ def main():
         tensors["ids"] = ids
         tensors["lengths"] = lengths
         tensors["logits"] = logits.contiguous()
+        # The training loss on fixed labels and the gradient of every parameter (no dropout in the twin).
+        labels = torch.tensor(LABELS)
+        loss = torch.nn.functional.cross_entropy(model(ids, lengths), labels)
+        loss.backward()
+        tensors["labels"] = labels
+        tensors["loss"] = loss.detach().reshape(1)
+        for key, param in model.named_parameters():
+            tensors[f"grad.{key}"] = param.grad.contiguous()
         path = OUT / f"classifier_{name}.safetensors"
         save_file(tensors, str(path))
         print(f"{path.name}: logits[0] = {[round(v, 4) for v in logits[0].tolist()]}")
