@@ -182,7 +182,7 @@ fn padding_does_not_change_the_probabilities() {
             let var = varmap.data().lock().unwrap()[name].clone();
             let n = var.elem_count();
             let values: Vec<f32> = (0..n)
-                .map(|i| (0.5 * ((i * 7 + k * 13) as f32 * 0.37).sin()))
+                .map(|i| 0.5 * ((i * 7 + k * 13) as f32 * 0.37).sin())
                 .collect();
             var.set(&Tensor::from_vec(values, var.shape(), &Device::Cpu).unwrap())
                 .unwrap();
