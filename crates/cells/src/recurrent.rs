@@ -58,6 +58,38 @@ impl Recurrent {
         &self.config
     }
 
+    /// A copy of the stack whose hidden-to-hidden weights are `f(index, weight_hh)`, `index` running
+    /// layer-major over layers and directions as the state's rows do; the other parameters are shared.
+    ///
+    /// This is how DropConnect on the recurrent weights (AWD-LSTM's "weight drop") is built: pass a
+    /// function that multiplies each `weight_hh` by a dropout mask, run the copy for one batch, and the
+    /// gradients reach the original weights through the product, on every path (fused or composite).
+    pub fn map_hidden_weights<F>(&self, mut f: F) -> Result<Self>
+    where
+        F: FnMut(usize, &Tensor) -> Result<Tensor>,
+    {
+        let weights = self
+            .weights
+            .iter()
+            .enumerate()
+            .map(|(index, w)| {
+                let w_hh = f(index, &w.w_hh)?;
+                if w_hh.dims() != w.w_hh.dims() {
+                    bail!(
+                        "a mapped weight_hh must keep its shape {:?}, got {:?}",
+                        w.w_hh.dims(),
+                        w_hh.dims()
+                    );
+                }
+                Ok(DirectionWeights { w_hh, ..w.clone() })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            config: self.config.clone(),
+            weights,
+        })
+    }
+
     /// The parameters of `layer` in direction `direction` (0 forward, 1 backward).
     pub fn weights(&self, layer: usize, direction: usize) -> &DirectionWeights {
         &self.weights[layer * self.config.directions() + direction]

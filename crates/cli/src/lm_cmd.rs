@@ -71,6 +71,10 @@ pub struct TrainArgs {
     /// Dropout between layers and before the head, in training [default: 0.2].
     #[arg(long, value_name = "P")]
     dropout: Option<f32>,
+    /// DropConnect on the recurrent (hidden-to-hidden) weights, a fresh mask per batch, in training
+    /// (AWD-LSTM's weight drop) [default: 0].
+    #[arg(long, value_name = "P")]
+    weight_drop: Option<f32>,
     /// Steps of backpropagation through time per batch.
     #[arg(long, value_name = "N", default_value_t = 100)]
     seq_len: usize,
@@ -220,6 +224,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         hidden: args.hidden.unwrap_or(defaults.hidden),
         layers: args.layers.unwrap_or(defaults.layers),
         dropout: args.dropout.unwrap_or(defaults.dropout),
+        weight_drop: args.weight_drop.unwrap_or(defaults.weight_drop),
     };
     let config = LmTrainConfig {
         data: args.data,

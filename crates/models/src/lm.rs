@@ -24,6 +24,11 @@ pub struct LanguageModelConfig {
     /// Dropout probability between the recurrent layers and on the last layer's outputs before the head,
     /// in training only. 0 disables it.
     pub dropout: f32,
+    /// DropConnect on the hidden-to-hidden weights (AWD-LSTM's weight drop): in training, each batch runs
+    /// with every `weight_hh` multiplied by a fresh dropout mask of this probability (drawn from the step's
+    /// seed), so the recurrence itself is regularised, the same way at every time step. 0 (the default,
+    /// also for a `config.json` written before this field existed) disables it.
+    pub weight_drop: f32,
 }
 
 impl Default for LanguageModelConfig {
@@ -39,6 +44,7 @@ impl Default for LanguageModelConfig {
             hidden: 512,
             layers: 1,
             dropout: 0.2,
+            weight_drop: 0.0,
         }
     }
 }
@@ -120,6 +126,9 @@ impl LanguageModel {
         if config.vocab_size == 0 {
             bail!("a language model needs a vocabulary of at least one token");
         }
+        if !(0.0..1.0).contains(&config.weight_drop) {
+            bail!("weight drop must be in [0, 1), got {}", config.weight_drop);
+        }
         let embedding = if config.embed == 0 {
             None
         } else {
@@ -176,13 +185,24 @@ impl LanguageModel {
         mode: Mode,
     ) -> Result<(Tensor, State)> {
         let train = matches!(mode, Mode::Train { .. });
+        let dropped;
+        let rnn = match mode {
+            Mode::Train { seed } if self.config.weight_drop > 0.0 => {
+                let p = self.config.weight_drop;
+                dropped = self.rnn.map_hidden_weights(|index, w_hh| {
+                    // A stream of its own per weight, apart from the output dropout's (`seed`).
+                    let stream = WEIGHT_DROP_STREAM.wrapping_mul(index as u64 + 1);
+                    dropout(w_hh, p, seed ^ stream)
+                })?;
+                &dropped
+            }
+            _ => &self.rnn,
+        };
         let (out, state) = match &self.embedding {
             // The lookup is folded into layer 0's input projection when the vocabulary is small.
-            Some(embedding) => self
-                .rnn
-                .forward_embedded(ids, embedding, None, state, train)?,
+            Some(embedding) => rnn.forward_embedded(ids, embedding, None, state, train)?,
             // One-hot input without building it: layer 0's input projection gathers columns of W_ih.
-            None => self.rnn.forward_one_hot(ids, None, state, train)?,
+            None => rnn.forward_one_hot(ids, None, state, train)?,
         };
         let out = match mode {
             Mode::Train { seed } if self.config.dropout > 0.0 => {
@@ -194,6 +214,9 @@ impl LanguageModel {
         Ok((logits, state))
     }
 }
+
+/// Mixed into the step's seed for the weight-drop masks, so they never repeat the output dropout's mask.
+const WEIGHT_DROP_STREAM: u64 = 0xD1B5_4A32_D192_ED03;
 
 /// Inverted dropout with a mask drawn from `seed`: each element is zeroed with probability `p`, the others
 /// scaled by 1 / (1 - p).
@@ -282,6 +305,7 @@ mod tests {
                 hidden: 6,
                 layers,
                 dropout: 0.0,
+                weight_drop: 0.0,
             };
             let varmap = candle_nn::VarMap::new();
             let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
@@ -289,5 +313,84 @@ mod tests {
             let count: usize = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
             assert_eq!(config.num_parameters(), count);
         }
+    }
+
+    /// A one-layer LSTM model over a random batch, its weights from a fixed seed.
+    fn weight_drop_case(weight_drop: f32) -> (candle_nn::VarMap, LanguageModel, Tensor) {
+        let config = LanguageModelConfig {
+            vocab_size: 13,
+            embed: 6,
+            hidden: 16,
+            dropout: 0.0,
+            weight_drop,
+            ..Default::default()
+        };
+        let varmap = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let model = LanguageModel::new(&config, vb).unwrap();
+        let ids: Vec<u32> = (0..4 * 9).map(|i| (i * 7 % 13) as u32).collect();
+        let ids = Tensor::from_vec(ids, (4, 9), &Device::Cpu).unwrap();
+        (varmap, model, ids)
+    }
+
+    fn values(t: &Tensor) -> Vec<f32> {
+        t.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    #[test]
+    fn weight_drop_acts_in_training_only_and_follows_the_seed() {
+        let (varmap, model, ids) = weight_drop_case(0.5);
+        // The same weights without weight drop.
+        let plain = LanguageModel {
+            config: LanguageModelConfig {
+                weight_drop: 0.0,
+                ..model.config.clone()
+            },
+            ..model.clone()
+        };
+        let run = |m: &LanguageModel, mode| values(&m.forward(&ids, None, mode).unwrap().0);
+        assert_eq!(run(&model, Mode::Eval), run(&plain, Mode::Eval));
+        assert_eq!(
+            run(&plain, Mode::Train { seed: 3 }),
+            run(&plain, Mode::Eval)
+        );
+        let a = run(&model, Mode::Train { seed: 3 });
+        assert_eq!(a, run(&model, Mode::Train { seed: 3 }));
+        assert_ne!(a, run(&model, Mode::Train { seed: 4 }));
+        assert_ne!(a, run(&model, Mode::Eval));
+        drop(varmap);
+    }
+
+    #[test]
+    fn weight_drop_gradients_reach_only_the_kept_recurrent_weights() {
+        for (p, lo, hi) in [(0.0, 0.0, 0.01), (0.4, 0.3, 0.5)] {
+            let (varmap, model, ids) = weight_drop_case(p);
+            let (logits, _) = model.forward(&ids, None, Mode::Train { seed: 11 }).unwrap();
+            let grads = logits.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            let data = varmap.data().lock().unwrap();
+            let w_hh = data.get("rnn.weight_hh_l0").unwrap();
+            let grad = values(grads.get(w_hh).expect("weight_hh gets a gradient"));
+            let zeros = grad.iter().filter(|&&g| g == 0.0).count() as f64 / grad.len() as f64;
+            assert!(
+                (lo..=hi).contains(&zeros),
+                "weight drop {p}: {zeros} of weight_hh's gradient is exactly zero"
+            );
+            // The input weights are not dropped.
+            let w_ih = data.get("rnn.weight_ih_l0").unwrap();
+            let grad = values(grads.get(w_ih).expect("weight_ih gets a gradient"));
+            assert!(grad.iter().filter(|&&g| g == 0.0).count() < grad.len() / 100);
+        }
+    }
+
+    #[test]
+    fn weight_drop_out_of_range_is_an_error() {
+        let config = LanguageModelConfig {
+            vocab_size: 5,
+            weight_drop: 1.0,
+            ..Default::default()
+        };
+        let vb = VarBuilder::zeros(DType::F32, &Device::Cpu);
+        let err = LanguageModel::new(&config, vb).unwrap_err().to_string();
+        assert!(err.contains("weight drop"), "{err}");
     }
 }
