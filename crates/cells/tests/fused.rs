@@ -477,3 +477,106 @@ fn embedded_ids_match_an_embedding_lookup() {
         }
     }
 }
+
+/// The folded embedding path (`forward_embedded` with a vocabulary smaller than half the tokens) against the
+/// composite pass over looked-up embeddings: outputs, final state and the gradients of the embedding, the
+/// weights and a given initial state (a captioner's or translator's decoder starts from one that needs its
+/// gradient).
+#[test]
+fn folded_embedding_path_matches_composite_with_an_initial_state() {
+    let mut rng = Rng(77);
+    let mut folded_cases = 0;
+    for case in 0..16 {
+        let cell = [CellKind::Lstm, CellKind::Gru, CellKind::Rnn][case % 3];
+        let (vocab, embed, hidden) = (rng.range(3, 9), rng.range(1, 6), rng.range(1, 12));
+        let (batch, seq) = (rng.range(2, 8), rng.range(4, 9));
+        if 2 * vocab > batch * seq {
+            // Would not fold: not what this test is about.
+            continue;
+        }
+        folded_cases += 1;
+        let config = RecurrentConfig {
+            num_layers: rng.range(1, 2),
+            ..RecurrentConfig::new(cell, embed, hidden)
+        };
+        let varmap = VarMap::new();
+        let rnn = Recurrent::new(
+            &config,
+            VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
+        let embedding = Var::from_tensor(&rng.tensor(&[vocab, embed])).unwrap();
+        let ids: Vec<u32> = (0..batch * seq)
+            .map(|_| rng.range(0, vocab - 1) as u32)
+            .collect();
+        let ids = Tensor::from_vec(ids, (batch, seq), &Device::Cpu).unwrap();
+        let lengths: Option<Vec<usize>> =
+            (case % 2 == 1).then(|| (0..batch).map(|_| rng.range(1, seq)).collect());
+        let rows = config.state_rows();
+        let h0 = Var::from_tensor(&rng.tensor(&[rows, batch, hidden])).unwrap();
+        let c0 = Var::from_tensor(&rng.tensor(&[rows, batch, hidden])).unwrap();
+        let init = State {
+            h: h0.as_tensor().clone(),
+            c: (cell == CellKind::Lstm).then(|| c0.as_tensor().clone()),
+        };
+        let r_out = rng.tensor(&[batch, seq, hidden]);
+        let r_state = rng.tensor(&[rows, batch, hidden]);
+        let run = |folded: bool| {
+            let (out, state) = if folded {
+                rnn.forward_embedded(
+                    &ids,
+                    embedding.as_tensor(),
+                    lengths.as_deref(),
+                    Some(&init),
+                    true,
+                )
+            } else {
+                let xs = embedding
+                    .as_tensor()
+                    .index_select(&ids.flatten_all().unwrap(), 0)
+                    .unwrap()
+                    .reshape((batch, seq, embed))
+                    .unwrap();
+                rnn.forward_composite(&xs, lengths.as_deref(), Some(&init), true)
+            }
+            .unwrap();
+            let loss = ((&out * &r_out).unwrap().sum_all().unwrap()
+                + (&state.h * &r_state).unwrap().sum_all().unwrap())
+            .unwrap();
+            let grads = loss.backward().unwrap();
+            let mut tensors = vec![
+                ("output".to_string(), out),
+                ("h_n".to_string(), state.h),
+                (
+                    "grad embedding".to_string(),
+                    grads.get(embedding.as_tensor()).unwrap().clone(),
+                ),
+                (
+                    "grad h0".to_string(),
+                    grads.get(h0.as_tensor()).unwrap().clone(),
+                ),
+            ];
+            if cell == CellKind::Lstm {
+                tensors.push((
+                    "grad c0".to_string(),
+                    grads.get(c0.as_tensor()).unwrap().clone(),
+                ));
+            }
+            let mut names: Vec<String> = varmap.data().lock().unwrap().keys().cloned().collect();
+            names.sort();
+            for name in names {
+                let var = varmap.data().lock().unwrap()[&name].clone();
+                tensors.push((
+                    format!("grad {name}"),
+                    grads.get(var.as_tensor()).unwrap().clone(),
+                ));
+            }
+            tensors
+        };
+        for ((name, got), (_, want)) in run(true).iter().zip(run(false).iter()) {
+            let d = max_diff(got, want);
+            assert!(d <= 1e-5, "case {case} {cell:?} vocab {vocab} batch {batch} seq {seq} lengths {lengths:?}: {name} differs by {d:e}");
+        }
+    }
+    assert!(folded_cases >= 8, "only {folded_cases} cases folded");
+}
