@@ -107,6 +107,8 @@ def main():
     parser.add_argument("--out", required=True)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, help="default: the seqlab run's steps")
+    parser.add_argument("--init", help="a model.safetensors to start from instead of PyTorch's initialisation "
+                        "(e.g. a seqlab directory trained for one step: the same initial weights on both sides)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     like = pathlib.Path(args.like)
@@ -122,6 +124,9 @@ def main():
 
     torch.manual_seed(train["seed"])
     model = Seq2Seq(model_cfg)
+    if args.init:
+        from safetensors.torch import load_file
+        model.load_state_dict(load_file(args.init), strict=True)
     opt = torch.optim.AdamW(model.parameters(), lr=train["lr"], weight_decay=train["weight_decay"],
                             betas=(0.9, 0.999), eps=1e-8)
     loss_fn = torch.nn.CrossEntropyLoss(ignore_index=PAD)
