@@ -137,6 +137,7 @@ fn wrong_flags_are_one_line_errors() {
     with(&["--hidden", "abc"], &["--hidden", "abc"]);
     with(&["--hidden", "0"], &["hidden"]);
     with(&["--dropout", "1.5"], &["dropout", "1.5"]);
+    with(&["--weight-drop", "1.5"], &["weight drop", "1.5"]);
     with(&["--lr=-1"], &["learning rate"]);
     with(&["--max-time=-2"], &["--max-time"]);
     with(&["--cell", "transformer"], &["transformer"]);
