@@ -2,17 +2,13 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use candle_core::Device;
 use seqlab_cells::CellKind;
 use seqlab_decode::Sampling;
 use seqlab_models::LanguageModelConfig;
-use seqlab_train::{
-    load_lm, train_lm, Decoding, LmTrainConfig, LoopConfig, NonFinite, RunOptions, Schedule,
-    Stopped,
-};
+use seqlab_train::{load_lm, train_lm, Decoding, LmTrainConfig, LoopConfig, Stopped};
 
 /// Train, sample or evaluate a recurrent language model.
 #[derive(clap::Subcommand, Debug)]
@@ -203,19 +199,8 @@ pub fn run(cmd: LmCommand) -> anyhow::Result<()> {
 }
 
 fn train(args: TrainArgs) -> anyhow::Result<()> {
-    if let Some(threads) = args.threads {
-        if threads == 0 {
-            bail!("--threads must be at least 1");
-        }
-        // Read by candle and rayon when they first start their threads, which has not happened yet.
-        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
-    }
-    check_device(&args.device)?;
-    let schedule = match args.schedule.as_str() {
-        "cosine" => Schedule::default(),
-        "constant" => Schedule::Constant,
-        other => bail!("unknown --schedule {other:?}: expected cosine or constant"),
-    };
+    crate::train_flags::start(args.threads, &args.device)?;
+    let schedule = crate::train_flags::schedule(&args.schedule)?;
     let defaults = LanguageModelConfig::default();
     let model = LanguageModelConfig {
         vocab_size: 0,
@@ -249,26 +234,10 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
             checkpoint_every: args.checkpoint_every,
             patience: args.patience,
             seed: args.seed,
-            on_nonfinite: if args.skip_nonfinite {
-                NonFinite::Skip
-            } else {
-                NonFinite::Stop
-            },
+            on_nonfinite: crate::train_flags::on_nonfinite(args.skip_nonfinite),
         },
     };
-    let max_time = match args.max_time {
-        Some(minutes) if !(minutes.is_finite() && minutes > 0.0) => {
-            bail!("--max-time must be a positive number of minutes, got {minutes}")
-        }
-        Some(minutes) => Some(Duration::from_secs_f64(minutes * 60.0)),
-        None => None,
-    };
-    let options = RunOptions {
-        resume: args.resume,
-        max_time,
-        progress: true,
-        on_step: None,
-    };
+    let options = crate::train_flags::run_options(args.resume, args.max_time)?;
     let report = train_lm(&model, &config, &args.out, options)?;
     let s = &report.summary;
     let mut out = std::io::stdout().lock();
@@ -314,14 +283,6 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         args.out.display()
     )?;
     Ok(())
-}
-
-fn check_device(device: &str) -> anyhow::Result<()> {
-    match device {
-        "cpu" => Ok(()),
-        "cuda" => bail!("this seqlab was built without CUDA support; use --device cpu"),
-        other => bail!("unknown --device {other:?}: expected cpu or cuda"),
-    }
 }
 
 fn generate_text(args: GenerateArgs) -> anyhow::Result<()> {

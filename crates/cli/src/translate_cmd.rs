@@ -2,7 +2,6 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use candle_core::Device;
@@ -10,10 +9,7 @@ use seqlab_cells::CellKind;
 use seqlab_data::ColumnFlags;
 use seqlab_models::{AttentionKind, Seq2SeqConfig};
 use seqlab_train::translate::{attention_svg, Decoding};
-use seqlab_train::{
-    load_translator, train_translator, LoopConfig, NonFinite, RunOptions, Schedule, Stopped,
-    TranslateTrainConfig,
-};
+use seqlab_train::{load_translator, train_translator, LoopConfig, Stopped, TranslateTrainConfig};
 
 /// Train, evaluate or run an encoder-decoder translator with attention.
 #[derive(clap::Subcommand, Debug)]
@@ -244,22 +240,8 @@ pub fn run(cmd: TranslateCommand) -> anyhow::Result<()> {
 }
 
 fn train(args: TrainArgs) -> anyhow::Result<()> {
-    if let Some(threads) = args.threads {
-        if threads == 0 {
-            bail!("--threads must be at least 1");
-        }
-        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
-    }
-    match args.device.as_str() {
-        "cpu" => {}
-        "cuda" => bail!("this seqlab was built without CUDA support; use --device cpu"),
-        other => bail!("unknown --device {other:?}: expected cpu or cuda"),
-    }
-    let schedule = match args.schedule.as_str() {
-        "cosine" => Schedule::default(),
-        "constant" => Schedule::Constant,
-        other => bail!("unknown --schedule {other:?}: expected cosine or constant"),
-    };
+    crate::train_flags::start(args.threads, &args.device)?;
+    let schedule = crate::train_flags::schedule(&args.schedule)?;
     let defaults = Seq2SeqConfig::default();
     let model = Seq2SeqConfig {
         source_vocab: 0,
@@ -302,26 +284,10 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
             checkpoint_every: args.checkpoint_every,
             patience: args.patience,
             seed: args.seed,
-            on_nonfinite: if args.skip_nonfinite {
-                NonFinite::Skip
-            } else {
-                NonFinite::Stop
-            },
+            on_nonfinite: crate::train_flags::on_nonfinite(args.skip_nonfinite),
         },
     };
-    let max_time = match args.max_time {
-        Some(minutes) if !(minutes.is_finite() && minutes > 0.0) => {
-            bail!("--max-time must be a positive number of minutes, got {minutes}")
-        }
-        Some(minutes) => Some(Duration::from_secs_f64(minutes * 60.0)),
-        None => None,
-    };
-    let options = RunOptions {
-        resume: args.resume,
-        max_time,
-        progress: true,
-        on_step: None,
-    };
+    let options = crate::train_flags::run_options(args.resume, args.max_time)?;
     let report = train_translator(&model, &config, &args.out, options)?;
     let s = &report.summary;
     let mut out = std::io::stdout().lock();
