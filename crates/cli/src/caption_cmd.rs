@@ -9,7 +9,7 @@ use seqlab_cells::CellKind;
 use seqlab_data::{
     is_labelled_table, load_images, read_captions, CaptionedImage, ColumnFlags, OnBadImage,
 };
-use seqlab_models::{CaptionerConfig, CnnConfig, Inject};
+use seqlab_models::{AttentionKind, CaptionerConfig, CnnConfig, Inject};
 use seqlab_train::caption::{
     baseline_caption, evaluate_captions, html_report, CaptionEvaluation, CaptionedOutput, Decoding,
     Split,
@@ -80,6 +80,17 @@ pub struct TrainArgs {
     /// How the image reaches the decoder: init (its initial state) or first (its first input).
     #[arg(long, value_name = "init|first", default_value = "init")]
     inject: Inject,
+    /// Attention of the decoder over the cells of the CNN's last feature map: none, dot, general (Luong)
+    /// or additive (Bahdanau).
+    #[arg(
+        long,
+        value_name = "none|dot|general|additive",
+        default_value = "general"
+    )]
+    attention: AttentionKind,
+    /// Do not append each map cell's (row, column) coordinates to its features for attention.
+    #[arg(long)]
+    no_coordinates: bool,
     /// Recurrent cell of the decoder: lstm, gru, rnn (tanh) or rnn_relu.
     #[arg(long, value_name = "lstm|gru|rnn", default_value = "lstm")]
     cell: CellKind,
@@ -238,6 +249,8 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
             ..CnnConfig::default()
         },
         inject: args.inject,
+        attention: args.attention,
+        coordinates: !args.no_coordinates && args.attention != AttentionKind::None,
         vocab_size: 0,
         embed: args.embed,
         cell: args.cell,

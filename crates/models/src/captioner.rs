@@ -3,12 +3,14 @@
 
 use candle_core::{bail, DType, Device, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
-use seqlab_cells::{CellKind, Recurrent, RecurrentConfig, State};
+use seqlab_cells::{CellKind, RecurrentConfig, State};
 use seqlab_decode::StepModel;
 use serde::{Deserialize, Serialize};
 
+use crate::attention::AttentionKind;
 use crate::cnn::{CnnConfig, CnnEncoder};
 use crate::lm::{dropout, Mode};
+use crate::seq2seq::{Decoder, DecoderConfig, DecoderState};
 
 /// How the image reaches the decoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -47,6 +49,18 @@ pub struct CaptionerConfig {
     pub encoder: CnnConfig,
     /// How the image feature reaches the decoder.
     pub inject: Inject,
+    /// Attention of the decoder over the cells of the encoder's last feature map ("Show, Attend and Tell",
+    /// with the translator's Luong attention): at every word, the decoder's output scores each of the
+    /// map's `side²` cells (`channels` features each) and reads their weighted sum. `general` by default;
+    /// `none` (also what a `config.json` written before attention existed means) leaves the image only
+    /// `inject`'s single vector.
+    #[serde(default = "no_attention")]
+    pub attention: AttentionKind,
+    /// Append each map cell's coordinates (row, column, each from -1 to 1 as `torch.linspace`) to its
+    /// features before attention, so that what the decoder reads tells *where* as well as *what*
+    /// (CoordConv's idea): on the shapes set, the relation words of unseen combinations need it.
+    #[serde(default)]
+    pub coordinates: bool,
     /// Words in the vocabulary, special tokens included.
     pub vocab_size: usize,
     /// Width of the word embedding (and of the projected image with [`Inject::First`]). 64: captions use a
@@ -63,11 +77,17 @@ pub struct CaptionerConfig {
     pub dropout: f32,
 }
 
+fn no_attention() -> AttentionKind {
+    AttentionKind::None
+}
+
 impl Default for CaptionerConfig {
     fn default() -> Self {
         Self {
             encoder: CnnConfig::default(),
             inject: Inject::Init,
+            attention: AttentionKind::General,
+            coordinates: true,
             vocab_size: 100,
             embed: 64,
             cell: CellKind::Lstm,
@@ -88,6 +108,11 @@ impl CaptionerConfig {
         }
     }
 
+    /// Width of an attended map cell: the last block's channels, and 2 with [`Self::coordinates`].
+    pub fn memory_width(&self) -> usize {
+        self.encoder.channels.last().copied().unwrap_or(0) + if self.coordinates { 2 } else { 0 }
+    }
+
     /// Outputs of `project`: `embed` ([`Inject::First`]) or `layers * hidden` ([`Inject::Init`]).
     pub fn project_size(&self) -> usize {
         match self.inject {
@@ -105,8 +130,18 @@ impl CaptionerConfig {
                 gates * (input + self.hidden + 2)
             })
             .sum();
+        let (hidden, cells) = (self.hidden, self.memory_width());
+        let attention = match self.attention {
+            AttentionKind::None => 0,
+            AttentionKind::Dot => hidden * (cells + hidden),
+            AttentionKind::General => hidden * cells + hidden * (cells + hidden),
+            AttentionKind::Additive => {
+                hidden * (cells + 1) + hidden * hidden + hidden + hidden * (cells + hidden)
+            }
+        };
         self.encoder.num_parameters()
             + (self.encoder.feature_size() + 1) * self.project_size()
+            + attention
             + self.vocab_size * self.embed
             + rnn
             + self.vocab_size * (self.hidden + 1)
@@ -121,21 +156,20 @@ impl CaptionerConfig {
 /// project.weight, project.bias          (project_size, feature_size), (project_size,)
 /// decoder.embedding.weight              (vocab_size, embed)
 /// decoder.rnn.weight_ih_l{k}, ...       as nn.LSTM / nn.GRU / nn.RNN (batch_first=True)
+/// decoder.attention.*                   the translator's attention over the map's cells (see `Attention`)
 /// decoder.head.weight, decoder.head.bias
 /// ```
 ///
-/// The decoder implements [`StepModel`]: [`Captioner::initial_state`] encodes the images, and greedy or beam
-/// decoding from `<bos>` comes from `seqlab_decode`.
+/// The decoder is the translator's [`Decoder`] (embedding → recurrent stack → attention → head); its memory
+/// is the last feature map, one value per cell. It implements [`StepModel`]: [`Captioner::initial_state`]
+/// encodes the images, and greedy or beam decoding from `<bos>` comes from `seqlab_decode`.
 #[derive(Debug, Clone)]
 pub struct Captioner {
     config: CaptionerConfig,
     encoder: CnnEncoder,
     project_w: Tensor,
     project_b: Tensor,
-    embedding: Tensor,
-    rnn: Recurrent,
-    head_w: Tensor,
-    head_b: Tensor,
+    decoder: Decoder,
 }
 
 /// `U(±1/√fan_in)`, PyTorch's default for linear layers.
@@ -160,29 +194,23 @@ impl Captioner {
         let project_w =
             project.get_with_hints((config.project_size(), features), "weight", init)?;
         let project_b = project.get_with_hints(config.project_size(), "bias", init)?;
-        let decoder = vb.pp("decoder");
-        let embedding = decoder.pp("embedding").get_with_hints(
-            (config.vocab_size, config.embed),
-            "weight",
-            Init::Randn {
-                mean: 0.0,
-                stdev: 1.0,
+        let decoder = Decoder::new(
+            &DecoderConfig {
+                vocab: config.vocab_size,
+                embed: config.embed,
+                rnn: config.recurrent(),
+                attention: config.attention,
+                memory_width: config.memory_width(),
+                dropout: config.dropout,
             },
+            vb.pp("decoder"),
         )?;
-        let rnn = Recurrent::new(&config.recurrent(), decoder.pp("rnn"))?;
-        let init = fan_in_uniform(config.hidden);
-        let head = decoder.pp("head");
-        let head_w = head.get_with_hints((config.vocab_size, config.hidden), "weight", init)?;
-        let head_b = head.get_with_hints(config.vocab_size, "bias", init)?;
         Ok(Self {
             config: config.clone(),
             encoder,
             project_w,
             project_b,
-            embedding,
-            rnn,
-            head_w,
-            head_b,
+            decoder,
         })
     }
 
@@ -191,24 +219,37 @@ impl Captioner {
         &self.config
     }
 
+    /// `images` (batch, 3, size, size) → the last feature map (batch, channels, side, side), with dropout
+    /// in training.
+    fn feature_map(&self, images: &Tensor, mode: Mode) -> Result<Tensor> {
+        let map = self.encoder.feature_map(images, mode)?;
+        match mode {
+            Mode::Train { seed } if self.config.dropout > 0.0 => {
+                dropout(&map, self.config.dropout, seed ^ 0x1A6E)
+            }
+            _ => Ok(map),
+        }
+    }
+
     /// `images` (batch, 3, size, size) → the projected image feature (batch, project_size).
     pub fn encode(&self, images: &Tensor, mode: Mode) -> Result<Tensor> {
-        let features = self.encoder.forward(images, mode)?;
-        let features = match mode {
-            Mode::Train { seed } if self.config.dropout > 0.0 => {
-                dropout(&features, self.config.dropout, seed ^ 0x1A6E)?
-            }
-            _ => features,
-        };
+        let map = self.feature_map(images, mode)?;
+        self.project(&map)
+    }
+
+    fn project(&self, map: &Tensor) -> Result<Tensor> {
+        let features = map.flatten_from(1)?;
         seqlab_cells::linear(&features, &self.project_w, Some(&self.project_b))
     }
 
-    /// The decoder's state before `<bos>` for `images` (batch, 3, size, size): (layers, batch, hidden) each.
-    pub fn initial_state(&self, images: &Tensor, mode: Mode) -> Result<State> {
-        let projected = self.encode(images, mode)?;
+    /// The decoder's state before `<bos>` for `images` (batch, 3, size, size): the recurrent state
+    /// ((layers, batch, hidden) each) and, with attention, the feature map as memory (batch, side², channels).
+    pub fn initial_state(&self, images: &Tensor, mode: Mode) -> Result<DecoderState> {
+        let map = self.feature_map(images, mode)?;
+        let projected = self.project(&map)?;
         let batch = projected.dim(0)?;
         let (layers, hidden) = (self.config.layers, self.config.hidden);
-        match self.config.inject {
+        let rnn = match self.config.inject {
             Inject::Init => {
                 let h = projected
                     .reshape((batch, layers, hidden))?
@@ -219,16 +260,40 @@ impl Captioner {
                 } else {
                     None
                 };
-                Ok(State { h, c })
+                State { h, c }
             }
             Inject::First => {
                 let train = matches!(mode, Mode::Train { .. });
-                let (_, state) = self
-                    .rnn
-                    .forward(&projected.unsqueeze(1)?, None, None, train)?;
-                Ok(state)
+                let (_, state) =
+                    self.decoder
+                        .rnn()
+                        .forward(&projected.unsqueeze(1)?, None, None, train)?;
+                state
             }
-        }
+        };
+        let memory = match self.decoder.attention() {
+            Some(attention) => {
+                let (_, channels, height, width) = map.dims4()?;
+                let mut cells = map
+                    .reshape((batch, channels, height * width))?
+                    .transpose(1, 2)?
+                    .contiguous()?;
+                if self.config.coordinates {
+                    let grid = cell_coordinates(height, width, map.device())?
+                        .unsqueeze(0)?
+                        .broadcast_as((batch, height * width, 2))?;
+                    cells = Tensor::cat(&[&cells, &grid], 2)?;
+                }
+                Some(attention.memory(&cells, &vec![height * width; batch])?)
+            }
+            None => None,
+        };
+        Ok(DecoderState {
+            rnn,
+            feed: None,
+            memory,
+            attention: None,
+        })
     }
 
     /// Teacher-forced logits: `images` (batch, 3, size, size) and `ids` (batch, seq) u32, each row `<bos>`
@@ -241,39 +306,56 @@ impl Captioner {
         lengths: Option<&[usize]>,
         mode: Mode,
     ) -> Result<Tensor> {
-        let train = matches!(mode, Mode::Train { .. });
+        Ok(self.forward_with_attention(images, ids, lengths, mode)?.0)
+    }
+
+    /// [`Captioner::forward`] and, with attention, the attention weights over the map's cells
+    /// (batch, seq, side²), row-major cells.
+    pub fn forward_with_attention(
+        &self,
+        images: &Tensor,
+        ids: &Tensor,
+        lengths: Option<&[usize]>,
+        mode: Mode,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         let state = self.initial_state(images, mode)?;
-        let (out, _) =
-            self.rnn
-                .forward_embedded(ids, &self.embedding, lengths, Some(&state), train)?;
-        let out = match mode {
-            Mode::Train { seed } if self.config.dropout > 0.0 => {
-                dropout(&out, self.config.dropout, seed)?
-            }
-            _ => out,
-        };
-        seqlab_cells::linear(&out, &self.head_w, Some(&self.head_b))
+        let out = self.decoder.forward_teacher(ids, lengths, &state, mode)?;
+        Ok((out.logits, out.attention))
     }
 
     /// A zero decoder state for `batch` rows.
     pub fn zero_state(&self, batch: usize, device: &Device) -> Result<State> {
-        self.rnn.zero_state(batch, DType::F32, device)
+        self.decoder.rnn().zero_state(batch, DType::F32, device)
     }
 }
 
-impl StepModel for Captioner {
-    type State = State;
+/// (height·width, 2): each cell's (row, column), row-major, each spaced evenly from -1 to 1 (-1 alone for a
+/// side of one), as `torch.linspace(-1, 1, side)`.
+fn cell_coordinates(height: usize, width: usize, device: &Device) -> Result<Tensor> {
+    let line = |n: usize, i: usize| {
+        if n <= 1 {
+            -1.0
+        } else {
+            -1.0 + 2.0 * i as f32 / (n - 1) as f32
+        }
+    };
+    let values: Vec<f32> = (0..height)
+        .flat_map(|r| (0..width).flat_map(move |c| [line(height, r), line(width, c)]))
+        .collect();
+    Tensor::from_vec(values, (height * width, 2), device)
+}
 
-    /// One decoder step: `tokens` (batch,) → logits (batch, vocab_size) and the next state, detached.
-    fn step(&self, tokens: &Tensor, state: &State) -> Result<(Tensor, State)> {
-        let x = self.embedding.index_select(tokens, 0)?;
-        let (y, state) = self.rnn.step(&x, state)?;
-        let logits = seqlab_cells::linear(&y, &self.head_w, Some(&self.head_b))?;
-        Ok((logits.detach(), state.detach()))
+impl StepModel for Captioner {
+    type State = DecoderState;
+
+    /// One decoder step: `tokens` (batch,) → logits (batch, vocab_size) and the next state, detached (its
+    /// `attention` holds this step's weights over the map's cells).
+    fn step(&self, tokens: &Tensor, state: &DecoderState) -> Result<(Tensor, DecoderState)> {
+        self.decoder.step(tokens, state)
     }
 
-    fn select(&self, state: &State, indices: &Tensor) -> Result<State> {
-        state.select_rows(indices)
+    fn select(&self, state: &DecoderState, indices: &Tensor) -> Result<DecoderState> {
+        self.decoder.select(state, indices)
     }
 }
 
@@ -282,10 +364,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_config_saved_before_attention_existed_loads_without_attention() {
+        let old = r#"{"encoder": {"image_size": 32, "channels": [16, 32, 32]}, "inject": "init",
+            "vocab_size": 19, "embed": 32, "cell": "lstm", "hidden": 128, "layers": 1, "dropout": 0.2}"#;
+        let config: CaptionerConfig = serde_json::from_str(old).unwrap();
+        assert_eq!(config.attention, AttentionKind::None);
+        assert!(!config.coordinates);
+        // A new configuration says both, and reads back the same.
+        let new = CaptionerConfig::default();
+        assert_eq!(
+            (new.attention, new.coordinates),
+            (AttentionKind::General, true)
+        );
+        let json = serde_json::to_string(&new).unwrap();
+        assert_eq!(serde_json::from_str::<CaptionerConfig>(&json).unwrap(), new);
+    }
+
+    #[test]
     fn parameter_count_matches_the_tensors() {
-        for (inject, cell, layers) in [
-            (Inject::Init, CellKind::Lstm, 2),
-            (Inject::First, CellKind::Gru, 1),
+        for (inject, cell, layers, attention) in [
+            (Inject::Init, CellKind::Lstm, 2, AttentionKind::General),
+            (Inject::First, CellKind::Gru, 1, AttentionKind::None),
+            (Inject::Init, CellKind::Gru, 1, AttentionKind::Additive),
         ] {
             let config = CaptionerConfig {
                 encoder: CnnConfig {
@@ -294,6 +394,8 @@ mod tests {
                     ..CnnConfig::default()
                 },
                 inject,
+                attention,
+                coordinates: attention == AttentionKind::General,
                 vocab_size: 11,
                 embed: 6,
                 cell,
@@ -320,8 +422,13 @@ mod gradient_tests {
     use super::*;
 
     #[test]
-    fn the_loss_reaches_the_encoder_and_the_projection() {
-        for inject in [Inject::Init, Inject::First] {
+    fn the_loss_reaches_the_encoder_the_projection_and_the_attention() {
+        for (inject, attention) in [
+            (Inject::Init, AttentionKind::None),
+            (Inject::First, AttentionKind::None),
+            (Inject::Init, AttentionKind::General),
+            (Inject::First, AttentionKind::Additive),
+        ] {
             let config = CaptionerConfig {
                 encoder: CnnConfig {
                     image_size: 8,
@@ -329,6 +436,8 @@ mod gradient_tests {
                     ..CnnConfig::default()
                 },
                 inject,
+                attention,
+                coordinates: attention == AttentionKind::General,
                 vocab_size: 7,
                 embed: 4,
                 cell: CellKind::Lstm,
@@ -352,14 +461,21 @@ mod gradient_tests {
             let loss = logits.sqr().unwrap().sum_all().unwrap();
             let grads = loss.backward().unwrap();
             let data = varmap.data().lock().unwrap();
-            for name in [
+            let mut names = vec![
                 "project.weight",
                 "encoder.blocks.0.conv.weight",
                 "decoder.embedding.weight",
-            ] {
+            ];
+            if attention != AttentionKind::None {
+                names.extend([
+                    "decoder.attention.key.weight",
+                    "decoder.attention.combine.weight",
+                ]);
+            }
+            for name in names {
                 let grad = grads
                     .get(data[name].as_tensor())
-                    .unwrap_or_else(|| panic!("{inject:?}: no gradient for {name}"));
+                    .unwrap_or_else(|| panic!("{inject:?} {attention}: no gradient for {name}"));
                 let norm = grad
                     .sqr()
                     .unwrap()
@@ -367,7 +483,10 @@ mod gradient_tests {
                     .unwrap()
                     .to_scalar::<f32>()
                     .unwrap();
-                assert!(norm > 0.0, "{inject:?}: {name} has a zero gradient");
+                assert!(
+                    norm > 0.0,
+                    "{inject:?} {attention}: {name} has a zero gradient"
+                );
             }
         }
     }
@@ -379,7 +498,11 @@ mod finite_differences {
 
     #[test]
     fn the_gradient_through_the_image_matches_finite_differences() {
-        for inject in [Inject::Init, Inject::First] {
+        for (inject, attention) in [
+            (Inject::Init, AttentionKind::None),
+            (Inject::First, AttentionKind::None),
+            (Inject::Init, AttentionKind::General),
+        ] {
             let config = CaptionerConfig {
                 encoder: CnnConfig {
                     image_size: 8,
@@ -387,6 +510,8 @@ mod finite_differences {
                     ..CnnConfig::default()
                 },
                 inject,
+                attention,
+                coordinates: attention == AttentionKind::General,
                 vocab_size: 7,
                 embed: 4,
                 cell: CellKind::Lstm,
@@ -442,7 +567,7 @@ mod finite_differences {
                 let fd = (lp - lm) / 2e-2;
                 assert!(
                     (fd - g[i]).abs() < 1e-3 + 0.02 * g[i].abs(),
-                    "{inject:?} {i}: {fd} vs {}",
+                    "{inject:?} {attention} {i}: {fd} vs {}",
                     g[i]
                 );
             }

@@ -325,10 +325,18 @@ impl CnnEncoder {
         &self.config
     }
 
-    /// `images` (batch, 3, image_size, image_size) → features (batch, feature_size). In
-    /// [`Mode::Train`], batch norm uses the batch's statistics and updates its running ones.
+    /// `images` (batch, 3, image_size, image_size) → features (batch, feature_size): the last feature map
+    /// flattened channel-major, as PyTorch's `flatten(1)`. In [`Mode::Train`], batch norm uses the batch's
+    /// statistics and updates its running ones.
     pub fn forward(&self, images: &Tensor, mode: Mode) -> Result<Tensor> {
-        let (batch, channels, height, width) = images.dims4()?;
+        let batch = images.dim(0)?;
+        self.feature_map(images, mode)?
+            .reshape((batch, self.config.feature_size()))
+    }
+
+    /// `images` (batch, 3, image_size, image_size) → the last block's map (batch, channels, side, side).
+    pub fn feature_map(&self, images: &Tensor, mode: Mode) -> Result<Tensor> {
+        let (_, channels, height, width) = images.dims4()?;
         let side = self.config.image_size;
         if channels != 3 || height != side || width != side {
             bail!(
@@ -343,7 +351,7 @@ impl CnnEncoder {
             xs = block.bn.forward(&xs, train)?.relu()?;
             xs = max_pool2x2(&xs)?;
         }
-        xs.reshape((batch, self.config.feature_size()))
+        Ok(xs)
     }
 }
 

@@ -244,27 +244,17 @@ impl Seq2Seq {
                 None
             },
         };
-        let dec_vb = vb.pp("decoder");
-        let attention = match config.attention {
-            AttentionKind::None => None,
-            kind => Some(Attention::new(
-                kind,
-                config.hidden,
-                enc,
-                dec_vb.pp("attention"),
-            )?),
-        };
-        let (head_w, head_b) =
-            linear_params(&dec_vb.pp("head"), config.target_vocab, config.hidden)?;
-        let decoder = Decoder {
-            embedding: embedding(&dec_vb.pp("embedding"), config.target_vocab, config.embed)?,
-            rnn: Recurrent::new(&config.decoder_rnn(), dec_vb.pp("rnn"))?,
-            attention,
-            head_w,
-            head_b,
-            hidden: config.hidden,
-            dropout: config.dropout,
-        };
+        let decoder = Decoder::new(
+            &DecoderConfig {
+                vocab: config.target_vocab,
+                embed: config.embed,
+                rnn: config.decoder_rnn(),
+                attention: config.attention,
+                memory_width: enc,
+                dropout: config.dropout,
+            },
+            vb.pp("decoder"),
+        )?;
         Ok(Self {
             config: config.clone(),
             encoder,
@@ -342,24 +332,79 @@ impl Seq2Seq {
     ) -> Result<Seq2SeqOutput> {
         let state = self.encode(src, lengths, mode)?;
         if forcing.ratio >= 1.0 && state.feed.is_none() {
-            return self.decoder.forward_teacher(tgt_in, &state, mode);
+            return self.decoder.forward_teacher(tgt_in, None, &state, mode);
         }
         self.decoder.forward_steps(tgt_in, state, mode, forcing)
     }
 }
 
+/// The shape of a [`Decoder`], derived from the model's configuration (the translator's and the
+/// captioner's decoders are the same module).
+#[derive(Debug, Clone)]
+pub(crate) struct DecoderConfig {
+    /// Output tokens, specials included.
+    pub vocab: usize,
+    /// Width of the token embedding.
+    pub embed: usize,
+    /// The recurrent stack (its input is `embed`, plus its hidden size with input feeding).
+    pub rnn: RecurrentConfig,
+    /// The attention over the memory, or none.
+    pub attention: AttentionKind,
+    /// Width of the memory's values: the encoder's outputs, or the image's feature-map cells.
+    pub memory_width: usize,
+    /// Dropout before the head, in training.
+    pub dropout: f32,
+}
+
 impl Decoder {
+    /// Creates or loads `embedding.weight`, `rnn.*`, `attention.*` and `head.*` under `vb`.
+    pub(crate) fn new(config: &DecoderConfig, vb: VarBuilder) -> Result<Self> {
+        let hidden = config.rnn.hidden_size;
+        let attention = match config.attention {
+            AttentionKind::None => None,
+            kind => Some(Attention::new(
+                kind,
+                hidden,
+                config.memory_width,
+                vb.pp("attention"),
+            )?),
+        };
+        let (head_w, head_b) = linear_params(&vb.pp("head"), config.vocab, hidden)?;
+        Ok(Self {
+            embedding: embedding(&vb.pp("embedding"), config.vocab, config.embed)?,
+            rnn: Recurrent::new(&config.rnn, vb.pp("rnn"))?,
+            attention,
+            head_w,
+            head_b,
+            hidden,
+            dropout: config.dropout,
+        })
+    }
+
+    /// The attention layer, if the decoder has one.
+    pub fn attention(&self) -> Option<&Attention> {
+        self.attention.as_ref()
+    }
+
+    /// The recurrent stack.
+    pub(crate) fn rnn(&self) -> &Recurrent {
+        &self.rnn
+    }
+
     /// The whole target at once: one recurrent pass, attention for every position as batched products.
-    fn forward_teacher(
+    /// With `lengths`, each row's recurrence stops at its length (PyTorch's packed sequences: outputs past
+    /// it are zeros); positions past a row's end are meaningless either way.
+    pub(crate) fn forward_teacher(
         &self,
         tgt_in: &Tensor,
+        lengths: Option<&[usize]>,
         state: &DecoderState,
         mode: Mode,
     ) -> Result<Seq2SeqOutput> {
         let train = matches!(mode, Mode::Train { .. });
         let (outs, _) =
             self.rnn
-                .forward_embedded(tgt_in, &self.embedding, None, Some(&state.rnn), train)?;
+                .forward_embedded(tgt_in, &self.embedding, lengths, Some(&state.rnn), train)?;
         let (out, attention) = match (&self.attention, &state.memory) {
             (Some(attention), Some(memory)) => {
                 let (out, weights) = attention.forward(&outs, memory)?;

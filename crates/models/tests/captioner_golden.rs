@@ -13,7 +13,7 @@ use candle_core::{DType, Device, IndexOp, Tensor};
 use candle_nn::VarBuilder;
 use seqlab_cells::CellKind;
 use seqlab_decode::StepModel;
-use seqlab_models::{Captioner, CaptionerConfig, CnnConfig, Inject, Mode};
+use seqlab_models::{AttentionKind, Captioner, CaptionerConfig, CnnConfig, Inject, Mode};
 
 fn fixture(name: &str) -> HashMap<String, Tensor> {
     let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "fixtures"]
@@ -44,6 +44,29 @@ fn config(
     hidden: usize,
     layers: usize,
 ) -> CaptionerConfig {
+    attending(
+        inject,
+        cell,
+        channels,
+        embed,
+        hidden,
+        layers,
+        AttentionKind::None,
+        false,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn attending(
+    inject: Inject,
+    cell: CellKind,
+    channels: &[usize],
+    embed: usize,
+    hidden: usize,
+    layers: usize,
+    attention: AttentionKind,
+    coordinates: bool,
+) -> CaptionerConfig {
     CaptionerConfig {
         encoder: CnnConfig {
             image_size: 8,
@@ -51,6 +74,8 @@ fn config(
             ..CnnConfig::default()
         },
         inject,
+        attention,
+        coordinates,
         vocab_size: 9,
         embed,
         cell,
@@ -110,6 +135,46 @@ fn captioner_first_gru_matches_torch() {
         "captioner_first_gru",
         &config(Inject::First, CellKind::Gru, &[3, 5], 6, 5, 1),
     );
+}
+
+/// Attention over the last map's cells: `general` with the cells' coordinates (init, LSTM), `additive`
+/// without (first, two GRU layers).
+fn attention_cases() -> [(&'static str, CaptionerConfig); 2] {
+    [
+        (
+            "captioner_init_lstm_general_coords",
+            attending(
+                Inject::Init,
+                CellKind::Lstm,
+                &[4, 6],
+                5,
+                6,
+                1,
+                AttentionKind::General,
+                true,
+            ),
+        ),
+        (
+            "captioner_first_gru_additive",
+            attending(
+                Inject::First,
+                CellKind::Gru,
+                &[3, 5],
+                6,
+                5,
+                2,
+                AttentionKind::Additive,
+                false,
+            ),
+        ),
+    ]
+}
+
+#[test]
+fn captioners_with_attention_over_the_map_match_torch() {
+    for (name, config) in attention_cases() {
+        matches_torch(name, &config);
+    }
 }
 
 #[test]
@@ -192,4 +257,7 @@ fn captioner_gradients_match_torch_in_training_mode() {
         "captioner_first_gru",
         &config(Inject::First, CellKind::Gru, &[3, 5], 6, 5, 1),
     );
+    for (name, config) in attention_cases() {
+        gradients_match_torch(name, &config);
+    }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use seqlab_cells::CellKind;
 use seqlab_data::{generate_shapes, ShapesConfig, ShapesSplit};
-use seqlab_models::{CaptionerConfig, CnnConfig, Inject};
+use seqlab_models::{AttentionKind, CaptionerConfig, CnnConfig, Inject};
 use seqlab_train::caption::{read_caption_config, Decoding};
 use seqlab_train::checkpoint::load_tensors;
 use seqlab_train::metrics::read_metrics;
@@ -26,7 +26,8 @@ fn shapes(dir: &Path, count: usize) -> PathBuf {
     out
 }
 
-fn model(inject: Inject) -> CaptionerConfig {
+/// A tiny captioner; with an attention, over the map's cells with their coordinates.
+fn model(inject: Inject, attention: AttentionKind) -> CaptionerConfig {
     CaptionerConfig {
         encoder: CnnConfig {
             image_size: 16,
@@ -34,6 +35,8 @@ fn model(inject: Inject) -> CaptionerConfig {
             ..CnnConfig::default()
         },
         inject,
+        attention,
+        coordinates: attention != AttentionKind::None,
         vocab_size: 0,
         embed: 8,
         cell: CellKind::Lstm,
@@ -74,10 +77,14 @@ fn weights(path: &Path) -> HashMap<String, Vec<f32>> {
 fn a_tiny_captioner_learns_the_shapes_and_its_directory_captions_images() {
     let dir = tempfile::tempdir().unwrap();
     let data = shapes(dir.path(), 40);
-    for inject in [Inject::Init, Inject::First] {
-        let out = dir.path().join(format!("model-{inject:?}"));
+    for (inject, attention) in [
+        (Inject::Init, AttentionKind::None),
+        (Inject::First, AttentionKind::None),
+        (Inject::Init, AttentionKind::General),
+    ] {
+        let out = dir.path().join(format!("model-{inject:?}-{attention}"));
         let report = train_captioner(
-            &model(inject),
+            &model(inject, attention),
             &config(&data, 60),
             &out,
             RunOptions::default(),
@@ -111,6 +118,10 @@ fn a_tiny_captioner_learns_the_shapes_and_its_directory_captions_images() {
         assert!(
             saved.contains_key("decoder.embedding.weight") && saved.contains_key("project.weight")
         );
+        assert_eq!(
+            saved.contains_key("decoder.attention.key.weight"),
+            attention != AttentionKind::None
+        );
 
         let config = read_caption_config(&out).unwrap();
         assert_eq!(config.task, "caption");
@@ -141,7 +152,7 @@ fn resume_after_an_interruption_ends_with_the_same_weights_and_statistics() {
     let data = shapes(dir.path(), 24);
     let whole = dir.path().join("whole");
     train_captioner(
-        &model(Inject::Init),
+        &model(Inject::Init, AttentionKind::General),
         &config(&data, 14),
         &whole,
         RunOptions::default(),
@@ -157,7 +168,7 @@ fn resume_after_an_interruption_ends_with_the_same_weights_and_statistics() {
         }
     };
     let first = train_captioner(
-        &model(Inject::Init),
+        &model(Inject::Init, AttentionKind::General),
         &config(&data, 14),
         &parts,
         RunOptions {
@@ -169,7 +180,7 @@ fn resume_after_an_interruption_ends_with_the_same_weights_and_statistics() {
     assert_eq!(first.summary.steps, 7);
     // A resumed run reads its settings from the directory: another model shape is ignored.
     let resumed = train_captioner(
-        &model(Inject::First),
+        &model(Inject::First, AttentionKind::None),
         &config(&data, 14),
         &parts,
         RunOptions {
@@ -189,7 +200,7 @@ fn resume_after_an_interruption_ends_with_the_same_weights_and_statistics() {
 
     // Training over a model is refused; so is a data set that changed.
     let err = train_captioner(
-        &model(Inject::Init),
+        &model(Inject::Init, AttentionKind::General),
         &config(&data, 14),
         &whole,
         RunOptions::default(),
@@ -205,7 +216,7 @@ fn a_listed_image_that_is_missing_stops_training_or_is_skipped_with_a_count() {
     let data = shapes(dir.path(), 12);
     std::fs::remove_file(data.join("images/shape_00004.png")).unwrap();
     let err = train_captioner(
-        &model(Inject::Init),
+        &model(Inject::Init, AttentionKind::General),
         &config(&data, 2),
         &dir.path().join("m1"),
         RunOptions::default(),
@@ -221,7 +232,7 @@ fn a_listed_image_that_is_missing_stops_training_or_is_skipped_with_a_count() {
         ..config(&data, 2)
     };
     let report = train_captioner(
-        &model(Inject::Init),
+        &model(Inject::Init, AttentionKind::General),
         &skipping,
         &dir.path().join("m2"),
         RunOptions::default(),

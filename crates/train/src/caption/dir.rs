@@ -6,7 +6,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use seqlab_data::{images_tensor, load_image, ImageOptions};
-use seqlab_decode::{beam_search, generate, BeamConfig, GenerateConfig, Sampling};
+use seqlab_decode::{beam_search, generate, BeamConfig, GenerateConfig, Sampling, StepModel};
 use seqlab_models::{Captioner, CaptionerConfig, Mode};
 use seqlab_tokenize::Tokenizer;
 use serde::{Deserialize, Serialize};
@@ -146,7 +146,7 @@ impl LoadedCaptioner {
                     let mut rows = Vec::with_capacity(chunk.len());
                     for row in 0..chunk.len() {
                         let index = Tensor::from_vec(vec![row as u32], 1, &device)?;
-                        let one = state.select_rows(&index)?;
+                        let one = self.model.select(&state, &index)?;
                         let best = beam_search(&self.model, &first, one, &config)?;
                         rows.push(
                             best.into_iter()
