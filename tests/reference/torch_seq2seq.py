@@ -93,6 +93,75 @@ def epoch_batches(data, batch, rng, pool=50):
     return batches
 
 
+M64 = (1 << 64) - 1
+
+
+class SplitMix64:
+    """seqlab_data's generator (crates/data/src/padded.rs), bit for bit."""
+
+    def __init__(self, seed, stream):
+        self.state = (seed ^ (stream * 0xD1B54A32D192ED03)) & M64
+        self.next()
+
+    def next(self):
+        self.state = (self.state + 0x9E3779B97F4A7C15) & M64
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+        return z ^ (z >> 31)
+
+    def shuffle(self, items):
+        for i in range(len(items) - 1, 0, -1):
+            j = ((self.next() >> 32) * (i + 1)) >> 32
+            items[i], items[j] = items[j], items[i]
+
+
+def seqlab_batches(data, batch, seed, epoch, pool=50):
+    """seqlab_data::bucket_batches: the very batches, in the very order, of a seqlab run with this seed."""
+    rng = SplitMix64(seed ^ 0x6261746368657321, epoch)
+    order = list(range(len(data)))
+    rng.shuffle(order)
+    batches = []
+    for k in range(0, len(order), batch * pool):
+        chunk = sorted(order[k: k + batch * pool], key=lambda i: len(data[i][0]))
+        batches += [chunk[j: j + batch] for j in range(0, len(chunk), batch)]
+    rng.shuffle(batches)
+    return batches
+
+
+def seqlab_mask(shape, p, seed, step):
+    """seqlab's dropout mask of training step `step` (seqlab_train's step seed, seqlab_models' SplitMix64 draws:
+    two 32-bit draws per 64-bit number, kept when >= p * 2^32, kept values scaled by 1 / (1 - p) in f32)."""
+    import numpy as np
+    G = np.uint64(0x9E3779B97F4A7C15)
+
+    def mix(z):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+    with np.errstate(over="ignore"):
+        start = mix(np.uint64(seed ^ 0xA0761D6478BD642F) + np.uint64(step) * G)
+        n = int(np.prod(shape))
+        z = mix(start + np.arange(1, (n + 1) // 2 + 1, dtype=np.uint64) * G)
+    draws = np.stack([z & np.uint64(0xFFFFFFFF), z >> np.uint64(32)], axis=1).reshape(-1)[:n]
+    threshold = np.uint64(int(float(np.float32(p)) * 4294967296.0))
+    scale = np.float32(1.0) / (np.float32(1.0) - np.float32(p))
+    return torch.from_numpy(np.where(draws >= threshold, scale, np.float32(0.0)).astype(np.float32).reshape(shape))
+
+
+class SeqlabDropout(torch.nn.Module):
+    """Dropout with seqlab's masks: set `.step` before each training step."""
+
+    def __init__(self, p, seed):
+        super().__init__()
+        self.p, self.seed, self.step = p, seed, 0
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            return x
+        return x * seqlab_mask(tuple(x.shape), self.p, self.seed, self.step)
+
+
 def lr_at(step, total, warmup, peak, min_ratio=0.1):
     if warmup > 0 and step <= warmup:
         return peak * step / warmup
@@ -109,6 +178,11 @@ def main():
     parser.add_argument("--steps", type=int, help="default: the seqlab run's steps")
     parser.add_argument("--init", help="a model.safetensors to start from instead of PyTorch's initialisation "
                         "(e.g. a seqlab directory trained for one step: the same initial weights on both sides)")
+    parser.add_argument("--seqlab-order", action="store_true",
+                        help="take seqlab's batches in seqlab's order (its SplitMix64 bucketing) instead of Python's "
+                        "random; with --init and dropout 0 both runs see exactly the same inputs")
+    parser.add_argument("--seqlab-dropout", action="store_true",
+                        help="dropout with seqlab's very masks (its seeded SplitMix64 draws) instead of PyTorch's")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     like = pathlib.Path(args.like)
@@ -127,23 +201,34 @@ def main():
     if args.init:
         from safetensors.torch import load_file
         model.load_state_dict(load_file(args.init), strict=True)
+    if args.seqlab_dropout:
+        model.drop = SeqlabDropout(model_cfg["dropout"], train["seed"])
     opt = torch.optim.AdamW(model.parameters(), lr=train["lr"], weight_decay=train["weight_decay"],
                             betas=(0.9, 0.999), eps=1e-8)
     loss_fn = torch.nn.CrossEntropyLoss(ignore_index=PAD)
     rng = random.Random(train["seed"])
     batches, epoch, step = [], 0, 0
+    window_loss, window_tokens = 0.0, 0  # the training loss since the last evaluation, per token (as seqlab's)
     started = time.time()
     while step < steps:
         if not batches:
-            batches = epoch_batches(data, train["batch"], rng)
+            if args.seqlab_order:
+                batches = seqlab_batches(data, train["batch"], train["seed"], epoch)[::-1]
+            else:
+                batches = epoch_batches(data, train["batch"], rng)
             epoch += 1
         src, lengths, tgt_in, tgt_out = batch_of([data[i] for i in batches.pop()])
         step += 1
+        if args.seqlab_dropout:
+            model.drop.step = step
         for group in opt.param_groups:
             group["lr"] = lr_at(step, steps, train["warmup"], train["lr"])
         model.train()
         logits, _ = model(src, lengths, tgt_in)
         loss = loss_fn(logits.reshape(-1, logits.shape[-1]), tgt_out.reshape(-1))
+        n_tokens = int((tgt_out != PAD).sum())
+        window_loss += loss.item() * n_tokens
+        window_tokens += n_tokens
         opt.zero_grad()
         loss.backward()
         if train["clip"] > 0:
@@ -159,8 +244,9 @@ def main():
                     n = int((tgt_out != PAD).sum())
                     total += float(loss_fn(logits.reshape(-1, logits.shape[-1]), tgt_out.reshape(-1))) * n
                     count += n
-            print(f"step {step} (epoch {epoch}): train loss {loss.item():.4f}, valid loss {total / count:.4f}, "
-                  f"{time.time() - started:.0f} s", flush=True)
+            print(f"step {step} (epoch {epoch}): train loss {window_loss / window_tokens:.4f}, "
+                  f"valid loss {total / count:.4f}, {time.time() - started:.0f} s", flush=True)
+            window_loss, window_tokens = 0.0, 0
     print(f"trained {steps} steps in {time.time() - started:.1f} s")
 
     out = pathlib.Path(args.out)

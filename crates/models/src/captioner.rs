@@ -187,6 +187,15 @@ impl Captioner {
         if config.vocab_size == 0 || config.embed == 0 {
             bail!("a captioner needs a vocabulary and an embedding of at least one");
         }
+        if config.attention == AttentionKind::Dot && config.memory_width() != config.hidden {
+            bail!(
+                "dot attention needs map cells as wide as the decoder ({} units), got {} (the last block's \
+                 channels{}): use general or additive attention",
+                config.hidden,
+                config.memory_width(),
+                if config.coordinates { " + 2 coordinates" } else { "" }
+            );
+        }
         let encoder = CnnEncoder::new(&config.encoder, vb.pp("encoder"))?;
         let features = config.encoder.feature_size();
         let init = fan_in_uniform(features);
@@ -362,6 +371,34 @@ impl StepModel for Captioner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dot_attention_over_cells_of_another_width_is_a_clear_error() {
+        let config = CaptionerConfig {
+            encoder: CnnConfig {
+                image_size: 8,
+                channels: vec![4],
+                ..CnnConfig::default()
+            },
+            attention: AttentionKind::Dot,
+            hidden: 5,
+            ..CaptionerConfig::default()
+        };
+        let varmap = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let err = Captioner::new(&config, vb).unwrap_err().to_string();
+        assert!(
+            err.contains("got 6 (the last block's channels + 2 coordinates)"),
+            "{err}"
+        );
+        // As wide as the decoder, it builds.
+        let config = CaptionerConfig {
+            hidden: 6,
+            ..config
+        };
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        assert!(Captioner::new(&config, vb).is_ok());
+    }
 
     #[test]
     fn a_config_saved_before_attention_existed_loads_without_attention() {

@@ -308,3 +308,98 @@ fn names_and_shapes_are_pytorch_style_and_scheduled_sampling_runs_step_by_step()
     let embedding = varmap.data().lock().unwrap()["encoder.embedding.weight"].clone();
     assert!(grads.get(embedding.as_tensor()).is_some());
 }
+
+/// With dropout the loss of a training step is still a deterministic function of the weights (the masks
+/// come from the step's seed), so its gradient can be checked against central finite differences: a few
+/// entries of every parameter, dropout 0 and 0.5.
+#[test]
+fn gradients_with_dropout_match_finite_differences() {
+    let configs: HashMap<String, Seq2SeqConfig> = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("seq2seq_cases.json")).unwrap(),
+    )
+    .unwrap();
+    let name = "general_lstm_bidirectional";
+    let device = Device::Cpu;
+    let tensors = candle_core::safetensors::load(
+        fixtures().join(format!("seq2seq_{name}.safetensors")),
+        &device,
+    )
+    .unwrap();
+    let ids = |key: &str| tensors[key].to_dtype(DType::U32).unwrap();
+    let lengths: Vec<usize> = tensors["input.lengths"]
+        .to_vec1::<i64>()
+        .unwrap()
+        .into_iter()
+        .map(|l| l as usize)
+        .collect();
+    for p in [0.0f32, 0.5] {
+        let config = Seq2SeqConfig {
+            dropout: p,
+            ..configs[name].clone()
+        };
+        let varmap = VarMap::new();
+        let model = Seq2Seq::new(
+            &config,
+            VarBuilder::from_varmap(&varmap, DType::F32, &device),
+        )
+        .unwrap();
+        let vars = varmap.data().lock().unwrap().clone();
+        for (key, var) in &vars {
+            var.set(&tensors[key.as_str()]).unwrap();
+        }
+        let loss = || {
+            let out = model
+                .forward(
+                    &ids("input.src"),
+                    &lengths,
+                    &ids("input.tgt_in"),
+                    Mode::Train { seed: 7 },
+                    TeacherForcing::default(),
+                )
+                .unwrap();
+            let (b, t, v) = out.logits.dims3().unwrap();
+            seqlab_cells::cross_entropy(
+                &out.logits.reshape((b * t, v)).unwrap(),
+                &ids("input.tgt_out").flatten_all().unwrap(),
+                Some(0),
+            )
+            .unwrap()
+        };
+        let grads = loss().backward().unwrap();
+        for (key, var) in &vars {
+            let g = grads
+                .get(var.as_tensor())
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            let base = var
+                .as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            let shape = var.as_tensor().shape().clone();
+            let at = |values: Vec<f32>| {
+                var.set(&Tensor::from_vec(values, shape.clone(), &device).unwrap())
+                    .unwrap();
+                loss().to_scalar::<f32>().unwrap()
+            };
+            for i in (0..base.len()).step_by((base.len() / 5).max(1)) {
+                let eps = 1e-2;
+                let mut plus = base.clone();
+                plus[i] += eps;
+                let mut minus = base.clone();
+                minus[i] -= eps;
+                let fd = (at(plus) - at(minus)) / (2.0 * eps);
+                at(base.clone());
+                assert!(
+                    (fd - g[i]).abs() < 2e-3 + 0.05 * g[i].abs(),
+                    "dropout {p}: {key}[{i}]: finite differences {fd}, gradient {}",
+                    g[i]
+                );
+            }
+        }
+    }
+}
