@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::attention::AttentionKind;
 use crate::cnn::{CnnConfig, CnnEncoder};
+use crate::decoder::{Decoder, DecoderConfig, DecoderState};
 use crate::lm::{dropout, Mode};
-use crate::seq2seq::{Decoder, DecoderConfig, DecoderState};
 
 /// How the image reaches the decoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
