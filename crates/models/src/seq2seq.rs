@@ -186,7 +186,7 @@ impl Seq2Seq {
         &self.config
     }
 
-    /// The decoder, a [`StepModel`] for `seqlab_decode::{generate, beam_search}`.
+    /// The decoder, a [`seqlab_decode::StepModel`] for `seqlab_decode::{generate, beam_search}`.
     pub fn decoder(&self) -> &Decoder {
         &self.decoder
     }
