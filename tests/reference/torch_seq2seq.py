@@ -116,17 +116,9 @@ class SplitMix64:
             items[i], items[j] = items[j], items[i]
 
 
-def seqlab_batches(data, batch, seed, epoch, pool=50):
+def seqlab_batches(data, batch, seed, epoch):
     """seqlab_data::bucket_batches: the very batches, in the very order, of a seqlab run with this seed."""
-    rng = SplitMix64(seed ^ 0x6261746368657321, epoch)
-    order = list(range(len(data)))
-    rng.shuffle(order)
-    batches = []
-    for k in range(0, len(order), batch * pool):
-        chunk = sorted(order[k: k + batch * pool], key=lambda i: len(data[i][0]))
-        batches += [chunk[j: j + batch] for j in range(0, len(chunk), batch)]
-    rng.shuffle(batches)
-    return batches
+    return epoch_batches(data, batch, SplitMix64(seed ^ 0x6261746368657321, epoch))
 
 
 def seqlab_mask(shape, p, seed, step):

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use seqlab_decode::StepModel;
 use seqlab_models::{Mode, Seq2Seq, Seq2SeqConfig, TeacherForcing};
@@ -24,24 +24,48 @@ struct Case {
     attention: Option<Tensor>,
 }
 
-fn load(name: &str) -> Case {
+/// Fixture `name`: its configuration (seq2seq_cases.json), its tensors and its source lengths.
+fn fixture(name: &str) -> (Seq2SeqConfig, HashMap<String, Tensor>, Vec<usize>) {
     let configs: HashMap<String, Seq2SeqConfig> = serde_json::from_str(
         &std::fs::read_to_string(fixtures().join("seq2seq_cases.json")).unwrap(),
     )
     .unwrap();
-    let device = Device::Cpu;
     let tensors = candle_core::safetensors::load(
         fixtures().join(format!("seq2seq_{name}.safetensors")),
-        &device,
+        &Device::Cpu,
     )
     .unwrap();
-    let ids = |key: &str| tensors[key].to_dtype(DType::U32).unwrap();
     let lengths: Vec<usize> = tensors["input.lengths"]
         .to_vec1::<i64>()
         .unwrap()
         .into_iter()
         .map(|l| l as usize)
         .collect();
+    (configs[name].clone(), tensors, lengths)
+}
+
+/// A model of `config` whose parameters are fresh `Var`s holding the fixture's weights, so that the
+/// gradients reach them; returns the `Var`s by name too.
+fn trainable(
+    config: &Seq2SeqConfig,
+    tensors: &HashMap<String, Tensor>,
+) -> (Seq2Seq, HashMap<String, Var>) {
+    let varmap = VarMap::new();
+    let model = Seq2Seq::new(
+        config,
+        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    let vars = varmap.data().lock().unwrap().clone();
+    for (key, var) in &vars {
+        var.set(&tensors[key.as_str()]).unwrap();
+    }
+    (model, vars)
+}
+
+fn load(name: &str) -> Case {
+    let (config, tensors, lengths) = fixture(name);
+    let ids = |key: &str| tensors[key].to_dtype(DType::U32).unwrap();
     let case = Case {
         src: ids("input.src"),
         tgt_in: ids("input.tgt_in"),
@@ -49,8 +73,8 @@ fn load(name: &str) -> Case {
         logits: tensors["expected.logits"].clone(),
         attention: tensors.get("expected.attention").cloned(),
         model: Seq2Seq::new(
-            &configs[name],
-            VarBuilder::from_tensors(tensors.clone(), DType::F32, &device),
+            &config,
+            VarBuilder::from_tensors(tensors.clone(), DType::F32, &Device::Cpu),
         )
         .unwrap(),
     };
@@ -152,33 +176,9 @@ fn seq2seq_dot_attention_gru_matches_torch() {
 /// The training loss (mean cross-entropy over the non-padding targets, in training mode, teacher-forced as
 /// training runs it) and the gradient of every parameter, against PyTorch's autograd.
 fn check_gradients(name: &str) {
-    let configs: HashMap<String, Seq2SeqConfig> = serde_json::from_str(
-        &std::fs::read_to_string(fixtures().join("seq2seq_cases.json")).unwrap(),
-    )
-    .unwrap();
-    let device = Device::Cpu;
-    let tensors = candle_core::safetensors::load(
-        fixtures().join(format!("seq2seq_{name}.safetensors")),
-        &device,
-    )
-    .unwrap();
-    let varmap = VarMap::new();
-    let model = Seq2Seq::new(
-        &configs[name],
-        VarBuilder::from_varmap(&varmap, DType::F32, &device),
-    )
-    .unwrap();
-    let vars = varmap.data().lock().unwrap().clone();
-    for (key, var) in &vars {
-        var.set(&tensors[key.as_str()]).unwrap();
-    }
+    let (config, tensors, lengths) = fixture(name);
+    let (model, vars) = trainable(&config, &tensors);
     let ids = |key: &str| tensors[key].to_dtype(DType::U32).unwrap();
-    let lengths: Vec<usize> = tensors["input.lengths"]
-        .to_vec1::<i64>()
-        .unwrap()
-        .into_iter()
-        .map(|l| l as usize)
-        .collect();
     let out = model
         .forward(
             &ids("input.src"),
@@ -314,39 +314,15 @@ fn names_and_shapes_are_pytorch_style_and_scheduled_sampling_runs_step_by_step()
 /// entries of every parameter, dropout 0 and 0.5.
 #[test]
 fn gradients_with_dropout_match_finite_differences() {
-    let configs: HashMap<String, Seq2SeqConfig> = serde_json::from_str(
-        &std::fs::read_to_string(fixtures().join("seq2seq_cases.json")).unwrap(),
-    )
-    .unwrap();
-    let name = "general_lstm_bidirectional";
+    let (case, tensors, lengths) = fixture("general_lstm_bidirectional");
     let device = Device::Cpu;
-    let tensors = candle_core::safetensors::load(
-        fixtures().join(format!("seq2seq_{name}.safetensors")),
-        &device,
-    )
-    .unwrap();
     let ids = |key: &str| tensors[key].to_dtype(DType::U32).unwrap();
-    let lengths: Vec<usize> = tensors["input.lengths"]
-        .to_vec1::<i64>()
-        .unwrap()
-        .into_iter()
-        .map(|l| l as usize)
-        .collect();
     for p in [0.0f32, 0.5] {
         let config = Seq2SeqConfig {
             dropout: p,
-            ..configs[name].clone()
+            ..case.clone()
         };
-        let varmap = VarMap::new();
-        let model = Seq2Seq::new(
-            &config,
-            VarBuilder::from_varmap(&varmap, DType::F32, &device),
-        )
-        .unwrap();
-        let vars = varmap.data().lock().unwrap().clone();
-        for (key, var) in &vars {
-            var.set(&tensors[key.as_str()]).unwrap();
-        }
+        let (model, vars) = trainable(&config, &tensors);
         let loss = || {
             let out = model
                 .forward(
