@@ -44,29 +44,6 @@ fn config(
     hidden: usize,
     layers: usize,
 ) -> CaptionerConfig {
-    attending(
-        inject,
-        cell,
-        channels,
-        embed,
-        hidden,
-        layers,
-        AttentionKind::None,
-        false,
-    )
-}
-
-#[allow(clippy::too_many_arguments)]
-fn attending(
-    inject: Inject,
-    cell: CellKind,
-    channels: &[usize],
-    embed: usize,
-    hidden: usize,
-    layers: usize,
-    attention: AttentionKind,
-    coordinates: bool,
-) -> CaptionerConfig {
     CaptionerConfig {
         encoder: CnnConfig {
             image_size: 8,
@@ -74,8 +51,8 @@ fn attending(
             ..CnnConfig::default()
         },
         inject,
-        attention,
-        coordinates,
+        attention: AttentionKind::None,
+        coordinates: false,
         vocab_size: 9,
         embed,
         cell,
@@ -143,29 +120,18 @@ fn attention_cases() -> [(&'static str, CaptionerConfig); 2] {
     [
         (
             "captioner_init_lstm_general_coords",
-            attending(
-                Inject::Init,
-                CellKind::Lstm,
-                &[4, 6],
-                5,
-                6,
-                1,
-                AttentionKind::General,
-                true,
-            ),
+            CaptionerConfig {
+                attention: AttentionKind::General,
+                coordinates: true,
+                ..config(Inject::Init, CellKind::Lstm, &[4, 6], 5, 6, 1)
+            },
         ),
         (
             "captioner_first_gru_additive",
-            attending(
-                Inject::First,
-                CellKind::Gru,
-                &[3, 5],
-                6,
-                5,
-                2,
-                AttentionKind::Additive,
-                false,
-            ),
+            CaptionerConfig {
+                attention: AttentionKind::Additive,
+                ..config(Inject::First, CellKind::Gru, &[3, 5], 6, 5, 2)
+            },
         ),
     ]
 }
