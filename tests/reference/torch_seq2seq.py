@@ -175,12 +175,18 @@ def main():
                         "random; with --init and dropout 0 both runs see exactly the same inputs")
     parser.add_argument("--seqlab-dropout", action="store_true",
                         help="dropout with seqlab's very masks (its seeded SplitMix64 draws) instead of PyTorch's")
+    parser.add_argument("--resume", help="a seqlab translator directory whose checkpoint (trainer/: weights, AdamW "
+                        "moments, step and place in the data) to continue from; needs --seqlab-order")
+    parser.add_argument("--eval-every", type=int, help="default: the seqlab run's")
     args = parser.parse_args()
+    if args.resume and not args.seqlab_order:
+        parser.error("--resume continues seqlab's batch order: add --seqlab-order")
     torch.set_num_threads(args.threads)
     like = pathlib.Path(args.like)
     config = json.loads((like / "config.json").read_text())
     model_cfg, train = config["model"], config["train"]
     steps = args.steps or train["steps"]
+    eval_every = args.eval_every or train["eval_every"]
     source = Tokenizer.from_file(str(like / "tokenizer.source.json"))
     target = Tokenizer.from_file(str(like / "tokenizer.target.json"))
     train_pairs, valid_pairs = read_pairs(train)
@@ -200,6 +206,19 @@ def main():
     loss_fn = torch.nn.CrossEntropyLoss(ignore_index=PAD)
     rng = random.Random(train["seed"])
     batches, epoch, step = [], 0, 0
+    if args.resume:
+        from safetensors.torch import load_file
+        trainer = pathlib.Path(args.resume) / "trainer"
+        state = json.loads((trainer / "state.json").read_text())
+        model.load_state_dict(load_file(str(trainer / "model.safetensors")), strict=True)
+        moments = load_file(str(trainer / "optimizer.safetensors"))
+        for name, param in model.named_parameters():
+            opt.state[param] = {"step": torch.tensor(float(state["step"] - state.get("skipped", 0))),
+                                "exp_avg": moments[f"m.{name}"], "exp_avg_sq": moments[f"v.{name}"]}
+        step, epoch = state["step"], state["epoch"] + 1
+        batches = seqlab_batches(data, train["batch"], train["seed"], state["epoch"])[::-1]
+        batches = batches[: len(batches) - state["batch_in_epoch"]]
+        print(f"resumed at step {step} (epoch {state['epoch']}, batch {state['batch_in_epoch']})")
     window_loss, window_tokens = 0.0, 0  # the training loss since the last evaluation, per token (as seqlab's)
     started = time.time()
     while step < steps:
@@ -226,7 +245,7 @@ def main():
         if train["clip"] > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), train["clip"])
         opt.step()
-        if step % train["eval_every"] == 0 or step == steps:
+        if step % eval_every == 0 or step == steps:
             model.eval()
             total, count = 0.0, 0
             with torch.no_grad():
