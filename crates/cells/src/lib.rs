@@ -38,6 +38,6 @@ mod state;
 
 pub use cell::DirectionWeights;
 pub use config::{CellKind, RecurrentConfig};
-pub use fused::{cross_entropy, linear};
+pub use fused::{cross_entropy, linear, linear_cross_entropy};
 pub use recurrent::Recurrent;
 pub use state::State;

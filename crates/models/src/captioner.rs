@@ -332,6 +332,23 @@ impl Captioner {
         Ok((out.logits, out.attention))
     }
 
+    /// The mean cross-entropy of [`Captioner::forward`]'s logits against `targets` (batch·seq,) u32, padding
+    /// (`ignore`) left out: the training loss, the head and the loss as one op
+    /// ([`seqlab_cells::linear_cross_entropy`]).
+    pub fn loss(
+        &self,
+        images: &Tensor,
+        ids: &Tensor,
+        lengths: Option<&[usize]>,
+        targets: &Tensor,
+        mode: Mode,
+        ignore: u32,
+    ) -> Result<Tensor> {
+        let state = self.initial_state(images, mode)?;
+        self.decoder
+            .teacher_loss(ids, lengths, &state, mode, targets, ignore)
+    }
+
     /// A zero decoder state for `batch` rows.
     pub fn zero_state(&self, batch: usize, device: &Device) -> Result<State> {
         self.decoder.rnn().zero_state(batch, DType::F32, device)
@@ -398,6 +415,50 @@ mod tests {
         };
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         assert!(Captioner::new(&config, vb).is_ok());
+    }
+
+    /// The training loss (head and loss fused) is the cross-entropy of `forward`'s logits, gradients
+    /// included, with dropout and padding.
+    #[test]
+    fn the_fused_loss_is_the_cross_entropy_of_the_logits() -> Result<()> {
+        let config = CaptionerConfig {
+            encoder: CnnConfig {
+                image_size: 8,
+                channels: vec![4],
+                ..CnnConfig::default()
+            },
+            vocab_size: 11,
+            embed: 6,
+            hidden: 8,
+            dropout: 0.3,
+            ..CaptionerConfig::default()
+        };
+        let varmap = candle_nn::VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let model = Captioner::new(&config, vb)?;
+        let dev = Device::Cpu;
+        let images = Tensor::randn(0f32, 1.0, (2, 3, 8, 8), &dev)?;
+        let ids = Tensor::new(&[[2u32, 5, 6, 7], [2, 8, 9, 0]], &dev)?;
+        let targets = Tensor::new(&[5u32, 6, 7, 3, 8, 9, 3, 0], &dev)?;
+        let lengths = [4, 3];
+        let mode = Mode::Train { seed: 9 };
+        let fused = model.loss(&images, &ids, Some(&lengths), &targets, mode, 0)?;
+        let logits = model.forward(&images, &ids, Some(&lengths), mode)?;
+        let plain = seqlab_cells::cross_entropy(&logits.reshape((8, 11))?, &targets, Some(0))?;
+        let (a, b) = (fused.to_scalar::<f32>()?, plain.to_scalar::<f32>()?);
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        let (ga, gb) = (fused.backward()?, plain.backward()?);
+        for (name, var) in varmap.data().lock().unwrap().iter() {
+            match (ga.get(var.as_tensor()), gb.get(var.as_tensor())) {
+                (Some(x), Some(y)) => {
+                    let d = (x - y)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+                    assert!(d < 1e-6, "{name}: gradients differ by {d}");
+                }
+                (None, None) => {}
+                _ => panic!("{name}: a gradient on one side only"),
+            }
+        }
+        Ok(())
     }
 
     #[test]

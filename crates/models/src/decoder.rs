@@ -157,6 +157,20 @@ impl Decoder {
         state: &DecoderState,
         mode: Mode,
     ) -> Result<Seq2SeqOutput> {
+        let (features, attention) = self.teacher_features(tgt_in, lengths, state, mode)?;
+        let logits = seqlab_cells::linear(&features, &self.head_w, Some(&self.head_b))?;
+        Ok(Seq2SeqOutput { logits, attention })
+    }
+
+    /// [`Self::forward_teacher`] up to the head: the features the head reads (batch, tgt_len, hidden), dropout
+    /// applied, and the attention weights.
+    fn teacher_features(
+        &self,
+        tgt_in: &Tensor,
+        lengths: Option<&[usize]>,
+        state: &DecoderState,
+        mode: Mode,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         let train = matches!(mode, Mode::Train { .. });
         let (outs, _) =
             self.rnn
@@ -168,8 +182,29 @@ impl Decoder {
             }
             _ => (outs, None),
         };
-        let logits = self.head(&out, mode)?;
-        Ok(Seq2SeqOutput { logits, attention })
+        Ok((self.dropout(&out, mode)?, attention))
+    }
+
+    /// The mean cross-entropy of the whole target at once (as [`Self::forward_teacher`]) against
+    /// `targets` (batch, tgt_len), positions whose target is `ignore` left out: the head and the loss as one
+    /// op ([`seqlab_cells::linear_cross_entropy`]), so that the logits never enter the autograd graph.
+    pub(crate) fn teacher_loss(
+        &self,
+        tgt_in: &Tensor,
+        lengths: Option<&[usize]>,
+        state: &DecoderState,
+        mode: Mode,
+        targets: &Tensor,
+        ignore: u32,
+    ) -> Result<Tensor> {
+        let (features, _) = self.teacher_features(tgt_in, lengths, state, mode)?;
+        seqlab_cells::linear_cross_entropy(
+            &features,
+            &self.head_w,
+            &self.head_b,
+            &targets.flatten_all()?,
+            Some(ignore),
+        )
     }
 
     /// Step by step, with input feeding and scheduled sampling (teacher forcing below 1).
@@ -255,11 +290,15 @@ impl Decoder {
 
     /// Dropout (training) and the linear head: (…, hidden) → (…, target_vocab).
     fn head(&self, out: &Tensor, mode: Mode) -> Result<Tensor> {
-        let out = match mode {
-            Mode::Train { seed } if self.dropout > 0.0 => dropout(out, self.dropout, seed)?,
-            _ => out.clone(),
-        };
-        seqlab_cells::linear(&out, &self.head_w, Some(&self.head_b))
+        seqlab_cells::linear(&self.dropout(out, mode)?, &self.head_w, Some(&self.head_b))
+    }
+
+    /// The dropout before the head, in training only.
+    fn dropout(&self, out: &Tensor, mode: Mode) -> Result<Tensor> {
+        match mode {
+            Mode::Train { seed } if self.dropout > 0.0 => dropout(out, self.dropout, seed),
+            _ => Ok(out.clone()),
+        }
     }
 
     /// Width of the decoder's outputs.

@@ -184,6 +184,35 @@ impl LanguageModel {
         state: Option<&State>,
         mode: Mode,
     ) -> Result<(Tensor, State)> {
+        let (features, state) = self.features(ids, state, mode)?;
+        let logits = seqlab_cells::linear(&features, &self.head_w, Some(&self.head_b))?;
+        Ok((logits, state))
+    }
+
+    /// The mean cross-entropy of [`Self::forward`]'s logits against `targets` (batch, seq) u32, and the
+    /// state after the last position: the training loss, with the head and the loss as one op
+    /// ([`seqlab_cells::linear_cross_entropy`]), so that the (tokens × vocabulary) logits and their gradient
+    /// stay out of the autograd graph.
+    pub fn loss(
+        &self,
+        ids: &Tensor,
+        state: Option<&State>,
+        targets: &Tensor,
+        mode: Mode,
+    ) -> Result<(Tensor, State)> {
+        let (features, state) = self.features(ids, state, mode)?;
+        let loss = seqlab_cells::linear_cross_entropy(
+            &features,
+            &self.head_w,
+            &self.head_b,
+            &targets.flatten_all()?,
+            None,
+        )?;
+        Ok((loss, state))
+    }
+
+    /// [`Self::forward`] up to the head: what the head reads (batch, seq, hidden), dropout applied.
+    fn features(&self, ids: &Tensor, state: Option<&State>, mode: Mode) -> Result<(Tensor, State)> {
         let train = matches!(mode, Mode::Train { .. });
         let dropped;
         let rnn = match mode {
@@ -210,8 +239,7 @@ impl LanguageModel {
             }
             _ => out,
         };
-        let logits = seqlab_cells::linear(&out, &self.head_w, Some(&self.head_b))?;
-        Ok((logits, state))
+        Ok((out, state))
     }
 }
 
@@ -379,6 +407,47 @@ mod tests {
             let w_ih = data.get("rnn.weight_ih_l0").unwrap();
             let grad = values(grads.get(w_ih).expect("weight_ih gets a gradient"));
             assert!(grad.iter().filter(|&&g| g == 0.0).count() < grad.len() / 100);
+        }
+    }
+
+    /// The training loss (head and loss fused) is the cross-entropy of `forward`'s logits, with dropout and
+    /// weight drop, gradients included, and both return the same state.
+    #[test]
+    fn the_fused_loss_is_the_cross_entropy_of_the_logits() {
+        let (varmap, model, ids) = weight_drop_case(0.3);
+        let model = LanguageModel {
+            config: LanguageModelConfig {
+                dropout: 0.25,
+                ..model.config.clone()
+            },
+            ..model
+        };
+        let next: Vec<u32> = (0..4 * 9).map(|i| (i * 5 % 13) as u32).collect();
+        let targets = Tensor::from_vec(next, (4, 9), &Device::Cpu).unwrap();
+        let mode = Mode::Train { seed: 5 };
+        let (fused, state) = model.loss(&ids, None, &targets, mode).unwrap();
+        let (logits, state2) = model.forward(&ids, None, mode).unwrap();
+        let plain = seqlab_cells::cross_entropy(
+            &logits.reshape((36, 13)).unwrap(),
+            &targets.flatten_all().unwrap(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(values(&fused), values(&plain));
+        assert_eq!(values(&state.h), values(&state2.h));
+        let (ga, gb) = (fused.backward().unwrap(), plain.backward().unwrap());
+        for (name, var) in varmap.data().lock().unwrap().iter() {
+            let (a, b) = (ga.get(var).unwrap(), gb.get(var).unwrap());
+            let d = (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap();
+            let d = d.to_scalar::<f32>().unwrap();
+            assert!(d < 1e-6, "{name}: gradients differ by {d}");
         }
     }
 

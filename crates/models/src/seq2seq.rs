@@ -254,4 +254,37 @@ impl Seq2Seq {
         }
         self.decoder.forward_steps(tgt_in, state, mode, forcing)
     }
+
+    /// The mean cross-entropy of [`Self::forward`]'s logits against `tgt_out` (batch, tgt_len) u32, positions
+    /// whose target is `ignore` (`<pad>`) left out: the training loss. With the whole-sequence pass the
+    /// head and the loss run as one op, which keeps the (tokens × target vocabulary) logits and their gradient
+    /// out of the autograd graph.
+    #[allow(clippy::too_many_arguments)] // forward's six, and the targets with the id they leave out
+    pub fn loss(
+        &self,
+        src: &Tensor,
+        lengths: &[usize],
+        tgt_in: &Tensor,
+        tgt_out: &Tensor,
+        mode: Mode,
+        forcing: TeacherForcing,
+        ignore: u32,
+    ) -> Result<Tensor> {
+        let state = self.encode(src, lengths, mode)?;
+        if forcing.ratio >= 1.0 && state.feed.is_none() {
+            return self
+                .decoder
+                .teacher_loss(tgt_in, None, &state, mode, tgt_out, ignore);
+        }
+        let logits = self
+            .decoder
+            .forward_steps(tgt_in, state, mode, forcing)?
+            .logits;
+        let (batch, tgt_len, vocab) = logits.dims3()?;
+        seqlab_cells::cross_entropy(
+            &logits.reshape((batch * tgt_len, vocab))?,
+            &tgt_out.flatten_all()?,
+            Some(ignore),
+        )
+    }
 }

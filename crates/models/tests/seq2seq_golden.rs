@@ -179,6 +179,19 @@ fn check_gradients(name: &str) {
     let (config, tensors, lengths) = fixture(name);
     let (model, vars) = trainable(&config, &tensors);
     let ids = |key: &str| tensors[key].to_dtype(DType::U32).unwrap();
+    // The loss as training computes it (`Seq2Seq::loss`: head and loss fused without input feeding), and as
+    // `forward`'s logits give it.
+    let loss = model
+        .loss(
+            &ids("input.src"),
+            &lengths,
+            &ids("input.tgt_in"),
+            &ids("input.tgt_out"),
+            Mode::Train { seed: 1 },
+            TeacherForcing::default(),
+            0,
+        )
+        .unwrap();
     let out = model
         .forward(
             &ids("input.src"),
@@ -189,12 +202,17 @@ fn check_gradients(name: &str) {
         )
         .unwrap();
     let (batch, tgt_len, vocab) = out.logits.dims3().unwrap();
-    let loss = seqlab_cells::cross_entropy(
+    let from_logits = seqlab_cells::cross_entropy(
         &out.logits.reshape((batch * tgt_len, vocab)).unwrap(),
         &ids("input.tgt_out").flatten_all().unwrap(),
         Some(0),
     )
     .unwrap();
+    let diff = max_diff(&loss, &from_logits);
+    assert!(
+        diff < 1e-6,
+        "{name}: loss and forward's logits disagree by {diff}"
+    );
     let diff = max_diff(&loss.reshape(1).unwrap(), &tensors["expected.loss"]);
     assert!(diff < 1e-5, "{name}: loss differs from PyTorch by {diff}");
     let grads = loss.backward().unwrap();
@@ -324,22 +342,17 @@ fn gradients_with_dropout_match_finite_differences() {
         };
         let (model, vars) = trainable(&config, &tensors);
         let loss = || {
-            let out = model
-                .forward(
+            model
+                .loss(
                     &ids("input.src"),
                     &lengths,
                     &ids("input.tgt_in"),
+                    &ids("input.tgt_out"),
                     Mode::Train { seed: 7 },
                     TeacherForcing::default(),
+                    0,
                 )
-                .unwrap();
-            let (b, t, v) = out.logits.dims3().unwrap();
-            seqlab_cells::cross_entropy(
-                &out.logits.reshape((b * t, v)).unwrap(),
-                &ids("input.tgt_out").flatten_all().unwrap(),
-                Some(0),
-            )
-            .unwrap()
+                .unwrap()
         };
         let grads = loss().backward().unwrap();
         for (key, var) in &vars {

@@ -38,8 +38,8 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor, ignore: Option<u32>) -> 
     ((picked * keep)?.sum_all()? / -(count as f64))?.to_dtype(logits.dtype())
 }
 
-struct CrossEntropy {
-    ignore: Option<u32>,
+pub(super) struct CrossEntropy {
+    pub(super) ignore: Option<u32>,
 }
 
 fn slices<'a>(
@@ -157,6 +157,30 @@ impl CrossEntropy {
     fn counted(&self, targets: &[u32]) -> usize {
         targets.iter().filter(|&&t| Some(t) != self.ignore).count()
     }
+
+    /// d(loss)/d(logits) times `g` (the loss's own gradient): (softmax − one-hot) · g / kept rows, zero on
+    /// ignored rows; the rows split over the threads.
+    pub(super) fn gradient(
+        &self,
+        logits: &[f32],
+        targets: &[u32],
+        vocab: usize,
+        g: f32,
+    ) -> Vec<f32> {
+        let scale = g / self.counted(targets).max(1) as f32;
+        let mut d = vec![0.0f32; logits.len()];
+        let rows = block_rows(targets.len(), vocab);
+        std::thread::scope(|scope| {
+            for ((d, l), t) in d
+                .chunks_mut(rows * vocab)
+                .zip(logits.chunks(rows * vocab))
+                .zip(targets.chunks(rows))
+            {
+                scope.spawn(move || loss_grad(l, t, vocab, self.ignore, scale, d));
+            }
+        });
+        d
+    }
 }
 
 impl CustomOp2 for CrossEntropy {
@@ -224,18 +248,7 @@ impl CustomOp2 for CrossEntropy {
             bail!("cross_entropy: the fused backward runs on the CPU only");
         };
         let (lv, tv) = slices(lc, ll, tc, tl)?;
-        let scale = g / self.counted(tv).max(1) as f32;
-        let mut d = vec![0.0f32; n * vocab];
-        let rows = block_rows(n, vocab);
-        std::thread::scope(|scope| {
-            for ((d, l), t) in d
-                .chunks_mut(rows * vocab)
-                .zip(lv.chunks(rows * vocab))
-                .zip(tv.chunks(rows))
-            {
-                scope.spawn(move || loss_grad(l, t, vocab, self.ignore, scale, d));
-            }
-        });
+        let d = self.gradient(lv, tv, vocab, g);
         drop((ls, ts));
         Ok((
             Some(Tensor::from_vec(d, (n, vocab), logits.device())?),

@@ -56,6 +56,7 @@ macro_rules! multiversion {
 
 mod cell_math;
 mod gemm;
+mod head_loss;
 mod kernel;
 mod linear;
 mod loss;
@@ -63,6 +64,7 @@ mod math;
 mod pool;
 pub(crate) mod step;
 
+pub use head_loss::linear_cross_entropy;
 pub use linear::linear;
 pub use loss::cross_entropy;
 

@@ -257,12 +257,13 @@ impl Specials {
 
 /// Mean cross-entropy per token of a batch (padding ignored), as a tensor attached to the graph.
 fn batch_loss(model: &Captioner, batch: &Batch, specials: &Specials, mode: Mode) -> Result<Tensor> {
-    let logits = model.forward(&batch.images, &batch.inputs, Some(&batch.lengths), mode)?;
-    let (n, seq, vocab) = logits.dims3()?;
-    Ok(seqlab_cells::cross_entropy(
-        &logits.reshape((n * seq, vocab))?,
+    Ok(model.loss(
+        &batch.images,
+        &batch.inputs,
+        Some(&batch.lengths),
         &batch.targets,
-        Some(specials.pad),
+        mode,
+        specials.pad,
     )?)
 }
 

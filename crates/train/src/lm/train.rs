@@ -11,7 +11,7 @@ use seqlab_models::{LanguageModel, LanguageModelConfig, Mode};
 use seqlab_tokenize::{CharOptions, Tokenizer, WordOptions};
 use serde::{Deserialize, Serialize};
 
-use super::dir::{cross_entropy, eval_rows, evaluate, read_config, LmDirConfig};
+use super::dir::{eval_rows, evaluate, read_config, LmDirConfig};
 use super::{FORMAT, TASK};
 use crate::atomic::write_bytes_atomically;
 use crate::error::{one_line, Error, Result};
@@ -105,11 +105,11 @@ impl Task for LmTask<'_> {
             ))
         })?;
         let (xs, ys) = batch.tensors(&Device::Cpu)?;
-        let (logits, state) = self
+        let (loss, state) = self
             .model
-            .forward(&xs, self.state.as_ref(), Mode::Train { seed })?;
+            .loss(&xs, self.state.as_ref(), &ys, Mode::Train { seed })?;
         self.state = Some(state.detach());
-        Ok((cross_entropy(&logits, &ys)?, batch.tokens()))
+        Ok((loss, batch.tokens()))
     }
 
     fn validate(&mut self) -> Result<Option<f64>> {

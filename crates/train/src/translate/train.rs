@@ -222,14 +222,14 @@ impl TranslateTask<'_> {
             },
             seed,
         };
-        let out = self
-            .model
-            .forward(&b.src, &b.lengths, &b.tgt_in, mode, forcing)?;
-        let (batch, tgt_len, vocab) = out.logits.dims3()?;
-        let loss = seqlab_cells::cross_entropy(
-            &out.logits.reshape((batch * tgt_len, vocab))?,
-            &b.tgt_out.flatten_all()?,
-            Some(self.specials.pad),
+        let loss = self.model.loss(
+            &b.src,
+            &b.lengths,
+            &b.tgt_in,
+            &b.tgt_out,
+            mode,
+            forcing,
+            self.specials.pad,
         )?;
         Ok((loss, b.tokens))
     }

@@ -1,0 +1,185 @@
+//! The output layer and its loss as one op: `cross_entropy(xs·Wᵀ + b, targets)` with the logits kept inside.
+//!
+//! As two ops (`linear`, then `cross_entropy`), the logits' gradient — rows × vocabulary, 30 MB for a batch of
+//! 64 verses over 4000 target words — passes through candle's gradient store on its way from the loss to the
+//! layer, and every pass there is a zero-filled tensor of that size plus an addition into it (three passes when
+//! reshapes sit between the two). A profile of translation training put those passes at about 15% of a step.
+//! Here the gradient is made once, in the backward pass, and handed straight to the layer's backward.
+
+use std::sync::Mutex;
+
+use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
+
+use super::linear::LinearOp;
+use super::loss::CrossEntropy;
+
+/// Mean cross-entropy of the logits `xs·Wᵀ + b` against `targets`, skipping rows whose target is `ignore`:
+/// `cross_entropy(&linear(xs, w, Some(b))?.reshape((n, vocab))?, targets, ignore)` in one op.
+///
+/// `xs` is (…, in) with n rows in all, `w` (vocab, in), `b` (vocab,), `targets` (n,) u32. The fused op runs on
+/// f32 CPU tensors when a gradient is wanted; otherwise (evaluation, other devices) the two ops run as usual.
+pub fn linear_cross_entropy(
+    xs: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    targets: &Tensor,
+    ignore: Option<u32>,
+) -> Result<Tensor> {
+    let (vocab, in_dim) = w.dims2()?;
+    if xs.dims().last() != Some(&in_dim) {
+        bail!(
+            "linear_cross_entropy: expected an input of shape (…, {in_dim}), got {:?}",
+            xs.dims()
+        );
+    }
+    let x2 = xs.reshape(((), in_dim))?;
+    let n = x2.dim(0)?;
+    if targets.dims() != [n] || targets.dtype() != DType::U32 {
+        bail!(
+            "linear_cross_entropy: expected u32 targets of shape [{n}], got {:?} {:?}",
+            targets.dtype(),
+            targets.dims()
+        );
+    }
+    let fused = x2.device().is_cpu()
+        && [&x2, w, b].iter().all(|t| t.dtype() == DType::F32)
+        && (x2.track_op() || w.track_op() || b.track_op());
+    if !fused {
+        let logits = crate::linear(&x2, w, Some(b))?;
+        return crate::cross_entropy(&logits.reshape((n, vocab))?, targets, ignore);
+    }
+    let op = LinearCrossEntropy {
+        targets: targets.to_vec1()?,
+        ignore,
+        logits: Mutex::new(None),
+    };
+    x2.contiguous()?
+        .apply_op3(&w.contiguous()?, &b.contiguous()?, op)
+}
+
+struct LinearCrossEntropy {
+    targets: Vec<u32>,
+    ignore: Option<u32>,
+    /// The forward pass's logits (n, vocab), for the backward pass.
+    logits: Mutex<Option<Vec<f32>>>,
+}
+
+impl CustomOp3 for LinearCrossEntropy {
+    fn name(&self) -> &'static str {
+        "seqlab-linear-cross-entropy"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (logits, shape) = LinearOp.cpu_fwd(s1, l1, s2, l2, s3, l3)?;
+        let targets = CpuStorage::U32(self.targets.clone());
+        let loss = CrossEntropy {
+            ignore: self.ignore,
+        }
+        .cpu_fwd(
+            &logits,
+            &Layout::contiguous(&shape),
+            &targets,
+            &Layout::contiguous(self.targets.len()),
+        )?;
+        let CpuStorage::F32(logits) = logits else {
+            bail!("linear_cross_entropy: the linear layer returned non-f32 logits");
+        };
+        *self.logits.lock().map_err(|_| poisoned())? = Some(logits);
+        Ok(loss)
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (vocab, _) = w.dims2()?;
+        let g = grad.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+        let d = {
+            let logits = self.logits.lock().map_err(|_| poisoned())?;
+            let Some(logits) = logits.as_ref() else {
+                bail!("linear_cross_entropy: backward before forward");
+            };
+            CrossEntropy {
+                ignore: self.ignore,
+            }
+            .gradient(logits, &self.targets, vocab, g)
+        };
+        let d = Tensor::from_vec(d, (self.targets.len(), vocab), x.device())?;
+        LinearOp.bwd(x, w, b, res, &d)
+    }
+}
+
+fn poisoned() -> candle_core::Error {
+    candle_core::Error::Msg("linear_cross_entropy: a thread panicked holding the logits".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Var};
+
+    use super::*;
+
+    /// The fused op against `linear` + `cross_entropy`: the loss and the gradients of the input, the weight
+    /// and the bias, with ignored rows and a loss gradient other than 1.
+    #[test]
+    fn matches_linear_then_cross_entropy() -> Result<()> {
+        let dev = Device::Cpu;
+        let (n, k, vocab) = (37, 19, 53);
+        let values = |len: usize, seed: u32| -> Vec<f32> {
+            (0..len as u32)
+                .map(|i| ((i.wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
+                .collect()
+        };
+        let x = Var::from_vec(values(n * k, 1), (n, k), &dev)?;
+        let w = Var::from_vec(values(vocab * k, 2), (vocab, k), &dev)?;
+        let b = Var::from_vec(values(vocab, 3), vocab, &dev)?;
+        let targets: Vec<u32> = (0..n as u32).map(|i| (i * 7) % vocab as u32).collect();
+        let targets = Tensor::new(targets.as_slice(), &dev)?;
+        let ignore = Some(14); // rows 2, 17 and 32 (targets 14)
+
+        let fused = (linear_cross_entropy(&x, &w, &b, &targets, ignore)? * 3.0)?;
+        let logits = crate::linear(&x, &w, Some(&b))?;
+        let plain = (crate::cross_entropy(&logits, &targets, ignore)? * 3.0)?;
+        let (lf, lp) = (fused.to_scalar::<f32>()?, plain.to_scalar::<f32>()?);
+        assert!((lf - lp).abs() < 1e-6, "loss {lf} vs {lp}");
+        let (gf, gp) = (fused.backward()?, plain.backward()?);
+        for (name, var) in [("x", &x), ("w", &w), ("b", &b)] {
+            let a = gf.get(var).expect("fused gradient");
+            let e = gp.get(var).expect("plain gradient");
+            let worst = (a - e)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            let size = e.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(size > 1e-3, "{name}: the gradient is not trivial");
+            assert!(worst < 1e-6, "{name}: gradients differ by {worst}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn without_a_gradient_it_is_the_two_ops() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Tensor::new(&[[[0.5f32, -1.0], [2.0, 0.25]]], &dev)?; // (1, 2, 2): leading dims flatten
+        let w = Tensor::new(&[[1.0f32, 0.0], [0.0, 1.0], [1.0, 1.0]], &dev)?;
+        let b = Tensor::new(&[0.0f32, 0.1, -0.1], &dev)?;
+        let t = Tensor::new(&[2u32, 0], &dev)?;
+        let fused = linear_cross_entropy(&x, &w, &b, &t, None)?.to_scalar::<f32>()?;
+        let logits = crate::linear(&x, &w, Some(&b))?.reshape((2, 3))?;
+        let plain = crate::cross_entropy(&logits, &t, None)?.to_scalar::<f32>()?;
+        assert!((fused - plain).abs() < 1e-7);
+        let wrong = Tensor::new(&[2u32], &dev)?;
+        let err = linear_cross_entropy(&x, &w, &b, &wrong, None).unwrap_err();
+        assert!(err.to_string().contains("targets of shape [2]"), "{err}");
+        Ok(())
+    }
+}
