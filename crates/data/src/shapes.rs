@@ -195,25 +195,42 @@ pub fn generate_shapes(dir: &Path, config: &ShapesConfig) -> Result<usize> {
         }
         let name = format!("shape_{i:05}.png");
         let path = images.join(&name);
-        image::save_buffer(
-            &path,
+        let tmp = images.join(format!("{name}.tmp"));
+        image::save_buffer_with_format(
+            &tmp,
             &pixels,
             size as u32,
             size as u32,
             image::ExtendedColorType::Rgb8,
+            image::ImageFormat::Png,
         )
         .map_err(|e| Error::Write {
-            path: path.clone(),
+            path: tmp.clone(),
             error: std::io::Error::other(e.to_string()),
         })?;
+        rename(&tmp, &path)?;
         for caption in captions(&pair) {
             csv.push_str(&format!("{name},{caption}\n"));
             written += 1;
         }
     }
+    // Written last, like each image through a temporary file: an interrupted run leaves no captions file
+    // (and no half-written picture) behind, never a set that looks whole.
     let path = dir.join("captions.txt");
-    std::fs::write(&path, csv).map_err(|error| Error::Write { path, error })?;
+    let tmp = dir.join("captions.txt.tmp");
+    std::fs::write(&tmp, csv).map_err(|error| Error::Write {
+        path: tmp.clone(),
+        error,
+    })?;
+    rename(&tmp, &path)?;
     Ok(written)
+}
+
+fn rename(from: &Path, to: &Path) -> Result<()> {
+    std::fs::rename(from, to).map_err(|error| Error::Write {
+        path: to.to_path_buf(),
+        error,
+    })
 }
 
 #[cfg(test)]
