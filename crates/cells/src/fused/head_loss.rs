@@ -4,13 +4,18 @@
 //! 64 verses over 4000 target words — passes through candle's gradient store on its way from the loss to the
 //! layer, and every pass there is a zero-filled tensor of that size plus an addition into it (three passes when
 //! reshapes sit between the two). A profile of translation training put those passes at about 15% of a step.
-//! Here the gradient is made once, in the backward pass, and handed straight to the layer's backward.
+//! Here the gradient is made once, in the backward pass, and goes straight into the layer's products. And
+//! since the op sees the targets, it computes the logits of the rows that count only: rows whose target is
+//! the ignored id (padding past a sentence's end, a third of a translation batch's rows) add nothing to the
+//! loss and get a zero gradient, so they skip the three (rows × in) × (in × vocab) products altogether.
 
 use std::sync::Mutex;
 
-use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use candle_core::{
+    bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor,
+};
 
-use super::linear::LinearOp;
+use super::gemm::{matmul, MatRef};
 use super::loss::CrossEntropy;
 
 /// Mean cross-entropy of the logits `xs·Wᵀ + b` against `targets`, skipping rows whose target is `ignore`:
@@ -60,8 +65,31 @@ pub fn linear_cross_entropy(
 struct LinearCrossEntropy {
     targets: Vec<u32>,
     ignore: Option<u32>,
-    /// The forward pass's logits (n, vocab), for the backward pass.
+    /// The logits of the kept rows (kept × vocab), from the forward pass for the backward.
     logits: Mutex<Option<Vec<f32>>>,
+}
+
+impl LinearCrossEntropy {
+    /// Indices of the rows whose target is not ignored: the only rows whose logits matter (an ignored row
+    /// adds nothing to the loss and gets a zero gradient), so the only ones computed.
+    fn kept(&self) -> Vec<usize> {
+        (0..self.targets.len())
+            .filter(|&i| Some(self.targets[i]) != self.ignore)
+            .collect()
+    }
+}
+
+/// The rows `rows` of the row-major (…, k) matrix `x`, packed.
+fn gather(x: &[f32], k: usize, rows: &[usize]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(rows.len() * k);
+    for &r in rows {
+        out.extend_from_slice(&x[r * k..(r + 1) * k]);
+    }
+    out
+}
+
+fn threads() -> usize {
+    candle_core::utils::get_num_threads()
 }
 
 impl CustomOp3 for LinearCrossEntropy {
@@ -78,19 +106,47 @@ impl CustomOp3 for LinearCrossEntropy {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (logits, shape) = LinearOp.cpu_fwd(s1, l1, s2, l2, s3, l3)?;
-        let targets = CpuStorage::U32(self.targets.clone());
+        let (n, k) = l1.shape().dims2()?;
+        let (m, _) = l2.shape().dims2()?;
+        let x = super::contiguous(s1, l1, "linear_cross_entropy input")?;
+        let w = super::contiguous(s2, l2, "linear_cross_entropy weight")?;
+        let b = super::contiguous(s3, l3, "linear_cross_entropy bias")?;
+        let kept = self.kept();
+        let gathered;
+        let xk = if kept.len() == n {
+            x
+        } else {
+            gathered = gather(x, k, &kept);
+            &gathered
+        };
+        let rows = kept.len();
+        let mut logits = Vec::with_capacity(rows * m);
+        for _ in 0..rows {
+            logits.extend_from_slice(b);
+        }
+        if rows > 0 {
+            matmul(
+                &mut logits,
+                m,
+                MatRef::rows(xk, rows, k, k),
+                MatRef::rows(w, m, k, k).t(),
+                true,
+                threads(),
+            );
+        }
+        let targets: Vec<u32> = kept.iter().map(|&i| self.targets[i]).collect();
+        let logits = CpuStorage::F32(logits);
         let loss = CrossEntropy {
             ignore: self.ignore,
         }
         .cpu_fwd(
             &logits,
-            &Layout::contiguous(&shape),
-            &targets,
-            &Layout::contiguous(self.targets.len()),
+            &Layout::contiguous((rows, m)),
+            &CpuStorage::U32(targets),
+            &Layout::contiguous(rows),
         )?;
         let CpuStorage::F32(logits) = logits else {
-            bail!("linear_cross_entropy: the linear layer returned non-f32 logits");
+            unreachable!("built as f32 above")
         };
         *self.logits.lock().map_err(|_| poisoned())? = Some(logits);
         Ok(loss)
@@ -100,12 +156,17 @@ impl CustomOp3 for LinearCrossEntropy {
         &self,
         x: &Tensor,
         w: &Tensor,
-        b: &Tensor,
-        res: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (vocab, _) = w.dims2()?;
+        let (n, k) = x.dims2()?;
+        let (m, _) = w.dims2()?;
         let g = grad.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+        let kept = self.kept();
+        let rows = kept.len();
+        let targets: Vec<u32> = kept.iter().map(|&i| self.targets[i]).collect();
+        // d(loss)/d(logits) of the kept rows, (rows × m).
         let d = {
             let logits = self.logits.lock().map_err(|_| poisoned())?;
             let Some(logits) = logits.as_ref() else {
@@ -114,10 +175,61 @@ impl CustomOp3 for LinearCrossEntropy {
             CrossEntropy {
                 ignore: self.ignore,
             }
-            .gradient(logits, &self.targets, vocab, g)
+            .gradient(logits, &targets, m, g)
         };
-        let d = Tensor::from_vec(d, (self.targets.len(), vocab), x.device())?;
-        LinearOp.bwd(x, w, b, res, &d)
+        let (x_s, x_l) = x.storage_and_layout();
+        let (w_s, w_l) = w.storage_and_layout();
+        let (Storage::Cpu(x_c), Storage::Cpu(w_c)) = (&*x_s, &*w_s) else {
+            bail!("linear_cross_entropy: the fused backward runs on the CPU only");
+        };
+        let xv = super::contiguous(x_c, x_l, "linear_cross_entropy input")?;
+        let wv = super::contiguous(w_c, w_l, "linear_cross_entropy weight")?;
+        let gathered;
+        let xk = if rows == n {
+            xv
+        } else {
+            gathered = gather(xv, k, &kept);
+            &gathered
+        };
+        let mut dw = vec![0.0f32; m * k];
+        let mut db = vec![0.0f32; m];
+        let mut dx = x.track_op().then(|| vec![0.0f32; n * k]);
+        if rows > 0 {
+            matmul(
+                &mut dw,
+                k,
+                MatRef::rows(&d, rows, m, m).t(),
+                MatRef::rows(xk, rows, k, k),
+                false,
+                threads(),
+            );
+            for row in d.chunks_exact(m) {
+                for (s, v) in db.iter_mut().zip(row) {
+                    *s += v;
+                }
+            }
+            if let Some(dx) = dx.as_mut() {
+                let mut dxk = vec![0.0f32; rows * k];
+                matmul(
+                    &mut dxk,
+                    k,
+                    MatRef::rows(&d, rows, m, m),
+                    MatRef::rows(wv, m, k, k),
+                    false,
+                    threads(),
+                );
+                for (j, &r) in kept.iter().enumerate() {
+                    dx[r * k..(r + 1) * k].copy_from_slice(&dxk[j * k..(j + 1) * k]);
+                }
+            }
+        }
+        drop((x_s, w_s));
+        let dev = x.device();
+        Ok((
+            dx.map(|v| Tensor::from_vec(v, (n, k), dev)).transpose()?,
+            Some(Tensor::from_vec(dw, (m, k), dev)?),
+            Some(Tensor::from_vec(db, m, dev)?),
+        ))
     }
 }
 
@@ -132,7 +244,7 @@ mod tests {
     use super::*;
 
     /// The fused op against `linear` + `cross_entropy`: the loss and the gradients of the input, the weight
-    /// and the bias, with ignored rows and a loss gradient other than 1.
+    /// and the bias, with some rows ignored, none, and all, and a loss gradient other than 1.
     #[test]
     fn matches_linear_then_cross_entropy() -> Result<()> {
         let dev = Device::Cpu;
@@ -142,26 +254,38 @@ mod tests {
                 .map(|i| ((i.wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
                 .collect()
         };
-        let x = Var::from_vec(values(n * k, 1), (n, k), &dev)?;
-        let w = Var::from_vec(values(vocab * k, 2), (vocab, k), &dev)?;
-        let b = Var::from_vec(values(vocab, 3), vocab, &dev)?;
-        let targets: Vec<u32> = (0..n as u32).map(|i| (i * 7) % vocab as u32).collect();
-        let targets = Tensor::new(targets.as_slice(), &dev)?;
-        let ignore = Some(14); // rows 2, 17 and 32 (targets 14)
-
-        let fused = (linear_cross_entropy(&x, &w, &b, &targets, ignore)? * 3.0)?;
-        let logits = crate::linear(&x, &w, Some(&b))?;
-        let plain = (crate::cross_entropy(&logits, &targets, ignore)? * 3.0)?;
-        let (lf, lp) = (fused.to_scalar::<f32>()?, plain.to_scalar::<f32>()?);
-        assert!((lf - lp).abs() < 1e-6, "loss {lf} vs {lp}");
-        let (gf, gp) = (fused.backward()?, plain.backward()?);
-        for (name, var) in [("x", &x), ("w", &w), ("b", &b)] {
-            let a = gf.get(var).expect("fused gradient");
-            let e = gp.get(var).expect("plain gradient");
-            let worst = (a - e)?.abs()?.max_all()?.to_scalar::<f32>()?;
-            let size = e.abs()?.max_all()?.to_scalar::<f32>()?;
-            assert!(size > 1e-3, "{name}: the gradient is not trivial");
-            assert!(worst < 1e-6, "{name}: gradients differ by {worst}");
+        let spread: Vec<u32> = (0..n as u32).map(|i| (i * 7) % vocab as u32).collect();
+        let cases = [
+            (spread.clone(), Some(14)), // rows 2, 17 and 32 (targets 14) ignored
+            (spread, None),
+            (vec![5; n], Some(5)), // every row ignored: loss 0, zero gradients
+        ];
+        for (targets, ignore) in cases {
+            let x = Var::from_vec(values(n * k, 1), (n, k), &dev)?;
+            let w = Var::from_vec(values(vocab * k, 2), (vocab, k), &dev)?;
+            let b = Var::from_vec(values(vocab, 3), vocab, &dev)?;
+            let targets = Tensor::new(targets.as_slice(), &dev)?;
+            let fused = (linear_cross_entropy(&x, &w, &b, &targets, ignore)? * 3.0)?;
+            let logits = crate::linear(&x, &w, Some(&b))?;
+            let plain = (crate::cross_entropy(&logits, &targets, ignore)? * 3.0)?;
+            let (lf, lp) = (fused.to_scalar::<f32>()?, plain.to_scalar::<f32>()?);
+            assert!((lf - lp).abs() < 1e-6, "{ignore:?}: loss {lf} vs {lp}");
+            let (gf, gp) = (fused.backward()?, plain.backward()?);
+            for (name, var) in [("x", &x), ("w", &w), ("b", &b)] {
+                let a = gf.get(var).expect("fused gradient");
+                let e = gp.get(var).expect("plain gradient");
+                let worst = (a - e)?.abs()?.max_all()?.to_scalar::<f32>()?;
+                let size = e.abs()?.max_all()?.to_scalar::<f32>()?;
+                assert_eq!(
+                    size > 1e-3,
+                    lp > 0.0,
+                    "{name}: the gradient is zero iff the loss is"
+                );
+                assert!(
+                    worst < 1e-6,
+                    "{ignore:?}, {name}: gradients differ by {worst}"
+                );
+            }
         }
         Ok(())
     }

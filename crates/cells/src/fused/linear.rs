@@ -43,7 +43,7 @@ pub fn linear(xs: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     }
 }
 
-pub(super) struct LinearOp;
+struct LinearOp;
 
 fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
     super::contiguous(s, l, "linear operand")
