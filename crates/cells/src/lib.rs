@@ -31,6 +31,7 @@
 
 mod cell;
 mod config;
+mod dropout;
 mod fused;
 mod recurrent;
 pub mod runtime;
@@ -38,6 +39,7 @@ mod state;
 
 pub use cell::DirectionWeights;
 pub use config::{CellKind, RecurrentConfig};
+pub use dropout::{dropout, LayerDropout};
 pub use fused::{cross_entropy, linear, linear_cross_entropy};
 pub use recurrent::Recurrent;
 pub use state::State;

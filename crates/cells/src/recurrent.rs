@@ -4,6 +4,7 @@ use candle_core::{bail, DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::cell::DirectionWeights;
+use crate::LayerDropout;
 use crate::{RecurrentConfig, State};
 
 /// A stack of recurrent layers with PyTorch's semantics and parameter names (`batch_first=True`).
@@ -114,7 +115,8 @@ impl Recurrent {
     ///   with PyTorch's packed sequences: outputs past it are zero, its final state is the state after its last
     ///   valid step, and the backward direction starts at that step.
     /// - `init`: optional initial state, (layers * directions, batch, hidden) each; zeros when `None`.
-    /// - `train`: applies dropout between layers when the config asks for it.
+    /// - `train`: dropout between layers when the config asks for it: a [`LayerDropout`], or a bool (`true`:
+    ///   candle's unseeded masks; `false`: none).
     ///
     /// Returns the last layer's outputs, (batch, seq, directions * hidden), and the final state.
     pub fn forward(
@@ -122,8 +124,9 @@ impl Recurrent {
         xs: &Tensor,
         lengths: Option<&[usize]>,
         init: Option<&State>,
-        train: bool,
+        train: impl Into<LayerDropout>,
     ) -> Result<(Tensor, State)> {
+        let train: LayerDropout = train.into();
         self.validate(xs, lengths, init)?;
         crate::fused::forward(
             self,
@@ -145,8 +148,9 @@ impl Recurrent {
         ids: &Tensor,
         lengths: Option<&[usize]>,
         init: Option<&State>,
-        train: bool,
+        train: impl Into<LayerDropout>,
     ) -> Result<(Tensor, State)> {
+        let train: LayerDropout = train.into();
         let (batch, seq_len) = token_ids_dims(ids)?;
         let vocab = self.config.input_size;
         if ids.device().is_cpu() {
@@ -183,8 +187,9 @@ impl Recurrent {
         embedding: &Tensor,
         lengths: Option<&[usize]>,
         init: Option<&State>,
-        train: bool,
+        train: impl Into<LayerDropout>,
     ) -> Result<(Tensor, State)> {
+        let train: LayerDropout = train.into();
         let (batch, seq_len) = token_ids_dims(ids)?;
         let (vocab, width) = embedding.dims2()?;
         if width != self.config.input_size {
@@ -221,8 +226,9 @@ impl Recurrent {
         xs: &Tensor,
         lengths: Option<&[usize]>,
         init: Option<&State>,
-        train: bool,
+        train: impl Into<LayerDropout>,
     ) -> Result<(Tensor, State)> {
+        let train: LayerDropout = train.into();
         self.validate(xs, lengths, init)?;
         let (batch, seq_len, _) = xs.dims3()?;
         let masks = match lengths {
@@ -244,7 +250,7 @@ impl Recurrent {
         &self,
         xs: &Tensor,
         init: Option<&State>,
-        train: bool,
+        train: LayerDropout,
         mut run: F,
     ) -> Result<(Tensor, State)>
     where
@@ -266,8 +272,8 @@ impl Recurrent {
         let mut cs = Vec::with_capacity(self.config.state_rows());
         let mut layer_in = xs.clone();
         for layer in 0..self.config.num_layers {
-            if layer > 0 && train && self.config.dropout > 0.0 {
-                layer_in = candle_nn::ops::dropout(&layer_in, self.config.dropout)?;
+            if layer > 0 {
+                layer_in = train.apply(&layer_in, self.config.dropout, layer)?;
             }
             let mut outs = Vec::with_capacity(dirs);
             for dir in 0..dirs {

@@ -3,14 +3,14 @@
 
 use candle_core::{bail, DType, Device, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
-use seqlab_cells::{CellKind, RecurrentConfig, State};
+use seqlab_cells::{dropout, CellKind, RecurrentConfig, State};
 use seqlab_decode::StepModel;
 use serde::{Deserialize, Serialize};
 
 use crate::attention::AttentionKind;
 use crate::cnn::{CnnConfig, CnnEncoder};
 use crate::decoder::{Decoder, DecoderConfig, DecoderState};
-use crate::lm::{dropout, Mode};
+use crate::lm::Mode;
 
 /// How the image reaches the decoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -272,7 +272,8 @@ impl Captioner {
                 State { h, c }
             }
             Inject::First => {
-                let train = matches!(mode, Mode::Train { .. });
+                // Masks apart from those of the decoder's teacher-forced pass, which uses the seed itself.
+                let train = mode.layers(0x696D_6167_6521);
                 let (_, state) =
                     self.decoder
                         .rnn()

@@ -3,10 +3,10 @@
 
 use candle_core::{bail, DType, Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
-use seqlab_cells::{CellKind, Recurrent, RecurrentConfig};
+use seqlab_cells::{dropout, CellKind, Recurrent, RecurrentConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::lm::{dropout, Mode};
+use crate::lm::Mode;
 
 /// How a [`Classifier`] turns the recurrent outputs of a row into one vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -230,7 +230,7 @@ impl Classifier {
     /// `ids` (batch, seq) u32, padded after each row's `lengths[row]` tokens (each in `1..=seq`; `None`: every
     /// row is full). Padding ids are never read.
     pub fn features(&self, ids: &Tensor, lengths: Option<&[usize]>, mode: Mode) -> Result<Tensor> {
-        let train = matches!(mode, Mode::Train { .. });
+        let train = mode.layers(0);
         let (batch, seq_len) = ids.dims2()?;
         let (out, state) = match (&self.embedding, mode) {
             (Some(embedding), Mode::Train { seed }) if self.config.embed_dropout > 0.0 => {

@@ -4,11 +4,10 @@
 
 use candle_core::{Device, Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
-use seqlab_cells::{Recurrent, RecurrentConfig, State};
+use seqlab_cells::{dropout, Recurrent, RecurrentConfig, State};
 use seqlab_decode::StepModel;
 
 use crate::attention::{Attention, AttentionKind, Memory};
-use crate::lm::dropout;
 use crate::Mode;
 
 /// How the decoder is fed in training.
@@ -171,7 +170,7 @@ impl Decoder {
         state: &DecoderState,
         mode: Mode,
     ) -> Result<(Tensor, Option<Tensor>)> {
-        let train = matches!(mode, Mode::Train { .. });
+        let train = mode.layers(0);
         let (outs, _) =
             self.rnn
                 .forward_embedded(tgt_in, &self.embedding, lengths, Some(&state.rnn), train)?;

@@ -2,7 +2,7 @@
 
 use candle_core::{bail, DType, Device, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
-use seqlab_cells::{CellKind, Recurrent, RecurrentConfig, State};
+use seqlab_cells::{dropout, CellKind, LayerDropout, Recurrent, RecurrentConfig, State};
 use seqlab_decode::StepModel;
 use serde::{Deserialize, Serialize};
 
@@ -96,6 +96,17 @@ pub enum Mode {
         /// Seed of this forward pass's dropout masks.
         seed: u64,
     },
+}
+
+impl Mode {
+    /// The dropout between a recurrent stack's layers in this mode: in training, masks from the pass's seed
+    /// mixed with `stream`, one constant per stack of a model, so that no two stacks share masks.
+    pub(crate) fn layers(self, stream: u64) -> LayerDropout {
+        match self {
+            Mode::Eval => LayerDropout::Off,
+            Mode::Train { seed } => LayerDropout::Seeded(seed ^ stream),
+        }
+    }
 }
 
 /// A recurrent language model with PyTorch's parameter names:
@@ -213,7 +224,7 @@ impl LanguageModel {
 
     /// [`Self::forward`] up to the head: what the head reads (batch, seq, hidden), dropout applied.
     fn features(&self, ids: &Tensor, state: Option<&State>, mode: Mode) -> Result<(Tensor, State)> {
-        let train = matches!(mode, Mode::Train { .. });
+        let train = mode.layers(0);
         let dropped;
         let rnn = match mode {
             Mode::Train { seed } if self.config.weight_drop > 0.0 => {
@@ -246,30 +257,6 @@ impl LanguageModel {
 /// Mixed into the step's seed for the weight-drop masks, so they never repeat the output dropout's mask.
 const WEIGHT_DROP_STREAM: u64 = 0xD1B5_4A32_D192_ED03;
 
-/// Inverted dropout with a mask drawn from `seed`: each element is zeroed with probability `p`, the others
-/// scaled by 1 / (1 - p).
-pub(crate) fn dropout(xs: &Tensor, p: f32, seed: u64) -> Result<Tensor> {
-    let n = xs.elem_count();
-    let scale = 1.0 / (1.0 - p);
-    // An element survives when a uniform 32-bit draw is at or above p·2³².
-    let threshold = (p as f64 * 4_294_967_296.0) as u64;
-    let mut mask = Vec::with_capacity(n + 1);
-    let mut state = seed;
-    while mask.len() < n {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        for draw in [z & 0xFFFF_FFFF, z >> 32] {
-            mask.push(if draw >= threshold { scale } else { 0.0 });
-        }
-    }
-    mask.truncate(n);
-    let mask = Tensor::from_vec(mask, xs.shape(), xs.device())?;
-    xs.mul(&mask)
-}
-
 impl StepModel for LanguageModel {
     type State = State;
 
@@ -294,34 +281,6 @@ impl StepModel for LanguageModel {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dropout_masks_are_reproducible_and_scaled() {
-        let xs = Tensor::ones((4, 50, 8), DType::F32, &Device::Cpu).unwrap();
-        let a = dropout(&xs, 0.25, 9)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        let b = dropout(&xs, 0.25, 9)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        let c = dropout(&xs, 0.25, 10)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        assert_eq!(a, b);
-        assert_ne!(a, c);
-        let zeros = a.iter().filter(|&&v| v == 0.0).count() as f64 / a.len() as f64;
-        assert!((zeros - 0.25).abs() < 0.05, "{zeros}");
-        assert!(a.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.75).abs() < 1e-6));
-    }
 
     #[test]
     fn parameter_count_matches_the_tensors() {

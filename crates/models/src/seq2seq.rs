@@ -194,7 +194,8 @@ impl Seq2Seq {
     /// Encodes `src` (batch, src_len) u32 with the valid `lengths` of its rows (each in 1..=src_len) and
     /// returns the decoder's state before its first step.
     pub fn encode(&self, src: &Tensor, lengths: &[usize], mode: Mode) -> Result<DecoderState> {
-        let train = matches!(mode, Mode::Train { .. });
+        // The decoder's stack draws its masks from the seed itself.
+        let train = mode.layers(0x656E_636F_6465_7221);
         let (batch, _) = src.dims2()?;
         let (outputs, state) = self.encoder.rnn.forward_embedded(
             src,

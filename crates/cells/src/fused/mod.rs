@@ -95,7 +95,7 @@ pub(crate) fn forward(
     first: FirstInput,
     lengths: Option<&[usize]>,
     init: Option<&State>,
-    train: bool,
+    train: crate::LayerDropout,
 ) -> Result<(Tensor, State)> {
     if !(xs.device().is_cpu() && matches!(xs.dtype(), DType::F32 | DType::U32)) {
         return rnn.forward_composite(xs, lengths, init, train);
