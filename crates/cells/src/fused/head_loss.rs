@@ -15,7 +15,7 @@ use candle_core::{
     bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor,
 };
 
-use super::gemm::{matmul, MatRef};
+use super::linear::{backward_rows, forward_rows};
 use super::loss::CrossEntropy;
 
 /// Mean cross-entropy of the logits `xs·Wᵀ + b` against `targets`, skipping rows whose target is `ignore`:
@@ -88,10 +88,6 @@ fn gather(x: &[f32], k: usize, rows: &[usize]) -> Vec<f32> {
     out
 }
 
-fn threads() -> usize {
-    candle_core::utils::get_num_threads()
-}
-
 impl CustomOp3 for LinearCrossEntropy {
     fn name(&self) -> &'static str {
         "seqlab-linear-cross-entropy"
@@ -120,20 +116,7 @@ impl CustomOp3 for LinearCrossEntropy {
             &gathered
         };
         let rows = kept.len();
-        let mut logits = Vec::with_capacity(rows * m);
-        for _ in 0..rows {
-            logits.extend_from_slice(b);
-        }
-        if rows > 0 {
-            matmul(
-                &mut logits,
-                m,
-                MatRef::rows(xk, rows, k, k),
-                MatRef::rows(w, m, k, k).t(),
-                true,
-                threads(),
-            );
-        }
+        let logits = forward_rows(xk, w, b, rows, k, m);
         let targets: Vec<u32> = kept.iter().map(|&i| self.targets[i]).collect();
         let logits = CpuStorage::F32(logits);
         let loss = CrossEntropy {
@@ -191,38 +174,18 @@ impl CustomOp3 for LinearCrossEntropy {
             gathered = gather(xv, k, &kept);
             &gathered
         };
-        let mut dw = vec![0.0f32; m * k];
-        let mut db = vec![0.0f32; m];
-        let mut dx = x.track_op().then(|| vec![0.0f32; n * k]);
-        if rows > 0 {
-            matmul(
-                &mut dw,
-                k,
-                MatRef::rows(&d, rows, m, m).t(),
-                MatRef::rows(xk, rows, k, k),
-                false,
-                threads(),
-            );
-            for row in d.chunks_exact(m) {
-                for (s, v) in db.iter_mut().zip(row) {
-                    *s += v;
-                }
+        let (dxk, dw, db) = backward_rows(&d, xk, wv, rows, k, m, x.track_op());
+        // The ignored rows' input gradient is zero.
+        let dx = dxk.map(|dxk| {
+            if rows == n {
+                return dxk;
             }
-            if let Some(dx) = dx.as_mut() {
-                let mut dxk = vec![0.0f32; rows * k];
-                matmul(
-                    &mut dxk,
-                    k,
-                    MatRef::rows(&d, rows, m, m),
-                    MatRef::rows(wv, m, k, k),
-                    false,
-                    threads(),
-                );
-                for (j, &r) in kept.iter().enumerate() {
-                    dx[r * k..(r + 1) * k].copy_from_slice(&dxk[j * k..(j + 1) * k]);
-                }
+            let mut dx = vec![0.0f32; n * k];
+            for (j, &r) in kept.iter().enumerate() {
+                dx[r * k..(r + 1) * k].copy_from_slice(&dxk[j * k..(j + 1) * k]);
             }
-        }
+            dx
+        });
         drop((x_s, w_s));
         let dev = x.device();
         Ok((

@@ -53,6 +53,75 @@ fn threads() -> usize {
     candle_core::utils::get_num_threads()
 }
 
+/// `b + x·Wᵀ` for row-major `x` (n × k), `w` (m × k) and `b` (m): (n × m), row-major.
+pub(super) fn forward_rows(
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    n: usize,
+    k: usize,
+    m: usize,
+) -> Vec<f32> {
+    let mut y = Vec::with_capacity(n * m);
+    for _ in 0..n {
+        y.extend_from_slice(b);
+    }
+    if n > 0 {
+        matmul(
+            &mut y,
+            m,
+            MatRef::rows(x, n, k, k),
+            MatRef::rows(w, m, k, k).t(),
+            true,
+            threads(),
+        );
+    }
+    y
+}
+
+/// The gradients of `y = b + x·Wᵀ` from `dy` (n × m): dx (n × k, only `with_dx`), dW (m × k) and db (m).
+pub(super) fn backward_rows(
+    dy: &[f32],
+    x: &[f32],
+    w: &[f32],
+    n: usize,
+    k: usize,
+    m: usize,
+    with_dx: bool,
+) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+    let mut dw = vec![0.0f32; m * k];
+    let mut db = vec![0.0f32; m];
+    if n == 0 {
+        return (with_dx.then(Vec::new), dw, db);
+    }
+    let dx = with_dx.then(|| {
+        let mut dx = vec![0.0f32; n * k];
+        matmul(
+            &mut dx,
+            k,
+            MatRef::rows(dy, n, m, m),
+            MatRef::rows(w, m, k, k),
+            false,
+            threads(),
+        );
+        dx
+    });
+    matmul(
+        &mut dw,
+        k,
+        MatRef::rows(dy, n, m, m).t(),
+        MatRef::rows(x, n, k, k),
+        false,
+        threads(),
+    );
+    for row in dy.chunks_exact(m) {
+        for (s, v) in db.iter_mut().zip(row) {
+            *s += v;
+        }
+    }
+    (dx, dw, db)
+}
+
 impl CustomOp3 for LinearOp {
     fn name(&self) -> &'static str {
         "seqlab-linear"
@@ -70,18 +139,7 @@ impl CustomOp3 for LinearOp {
         let (n, k) = l1.shape().dims2()?;
         let (m, _) = l2.shape().dims2()?;
         let (x, w, b) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
-        let mut y = Vec::with_capacity(n * m);
-        for _ in 0..n {
-            y.extend_from_slice(b);
-        }
-        matmul(
-            &mut y,
-            m,
-            MatRef::rows(x, n, k, k),
-            MatRef::rows(w, m, k, k).t(),
-            true,
-            threads(),
-        );
+        let y = forward_rows(x, w, b, n, k, m);
         Ok((CpuStorage::F32(y), Shape::from((n, m))))
     }
 
@@ -104,35 +162,7 @@ impl CustomOp3 for LinearOp {
             bail!("linear: the fused backward runs on the CPU only");
         };
         let (dyv, xv, wv) = (slice(dy_c, dy_l)?, slice(x_c, x_l)?, slice(w_c, w_l)?);
-        let dx = if x.track_op() {
-            let mut dx = vec![0.0f32; n * k];
-            matmul(
-                &mut dx,
-                k,
-                MatRef::rows(dyv, n, m, m),
-                MatRef::rows(wv, m, k, k),
-                false,
-                threads(),
-            );
-            Some(dx)
-        } else {
-            None
-        };
-        let mut dw = vec![0.0f32; m * k];
-        matmul(
-            &mut dw,
-            k,
-            MatRef::rows(dyv, n, m, m).t(),
-            MatRef::rows(xv, n, k, k),
-            false,
-            threads(),
-        );
-        let mut db = vec![0.0f32; m];
-        for row in dyv.chunks_exact(m) {
-            for (s, v) in db.iter_mut().zip(row) {
-                *s += v;
-            }
-        }
+        let (dx, dw, db) = backward_rows(dyv, xv, wv, n, k, m, x.track_op());
         drop((dy_s, x_s, w_s));
         let dev = x.device();
         let dx = dx.map(|v| Tensor::from_vec(v, (n, k), dev)).transpose()?;
