@@ -181,7 +181,7 @@ impl Decoder {
             }
             _ => (outs, None),
         };
-        Ok((self.dropout(&out, mode)?, attention))
+        Ok((self.head_dropout(&out, mode)?, attention))
     }
 
     /// The mean cross-entropy of the whole target at once (as [`Self::forward_teacher`]) against
@@ -289,11 +289,15 @@ impl Decoder {
 
     /// Dropout (training) and the linear head: (…, hidden) → (…, target_vocab).
     fn head(&self, out: &Tensor, mode: Mode) -> Result<Tensor> {
-        seqlab_cells::linear(&self.dropout(out, mode)?, &self.head_w, Some(&self.head_b))
+        seqlab_cells::linear(
+            &self.head_dropout(out, mode)?,
+            &self.head_w,
+            Some(&self.head_b),
+        )
     }
 
     /// The dropout before the head, in training only.
-    fn dropout(&self, out: &Tensor, mode: Mode) -> Result<Tensor> {
+    fn head_dropout(&self, out: &Tensor, mode: Mode) -> Result<Tensor> {
         match mode {
             Mode::Train { seed } if self.dropout > 0.0 => dropout(out, self.dropout, seed),
             _ => Ok(out.clone()),
