@@ -452,7 +452,7 @@ mod tests {
         for (name, var) in varmap.data().lock().unwrap().iter() {
             match (ga.get(var.as_tensor()), gb.get(var.as_tensor())) {
                 (Some(x), Some(y)) => {
-                    let d = (x - y)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+                    let d = (x - y)?.abs()?.max_all()?.to_scalar::<f32>()?;
                     assert!(d < 1e-6, "{name}: gradients differ by {d}");
                 }
                 (None, None) => {}
