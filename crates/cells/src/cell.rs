@@ -1,127 +1,219 @@
-//! The weights of one layer in one direction and the composite (graph of candle ops) cell update.
+//! The [`Cell`] trait: one layer of a recurrent stack in one direction.
 //!
-//! This is the reference implementation: every operation is an ordinary candle op with autograd, so it runs
-//! on any device and its gradients come for free. The fused CPU kernels are tested against it.
+//! A cell owns its parameters (named as its reference implementation names them), declares its state — the
+//! output `h` and any number of memory tensors beside it — and runs one step as a graph of candle ops. That
+//! is all a cell must do: the whole sequence then runs as a loop of steps (the composite path) on any device,
+//! and every model and command accepts it. A cell may add a faster whole-sequence composite, a fused CPU
+//! kernel with a hand-written backward ([`Cell::forward_fused`]) and a fused inference step
+//! ([`Cell::step_fused`]); the stack ([`crate::Recurrent`]) uses them when they apply and falls back to the
+//! composite path when they do not.
 
-use candle_core::{Result, Tensor, D};
-use candle_nn::{Init, VarBuilder};
+use std::sync::Arc;
 
-use crate::CellKind;
+use candle_core::{bail, Result, Tensor};
 
-/// Parameters of one layer in one direction, shaped and named as PyTorch's.
+/// The state of one cell for a batch: its output `h` and its memory.
 #[derive(Debug, Clone)]
-pub struct DirectionWeights {
-    /// `weight_ih_l{k}`: (gates * hidden, input).
-    pub w_ih: Tensor,
-    /// `weight_hh_l{k}`: (gates * hidden, hidden).
-    pub w_hh: Tensor,
-    /// `bias_ih_l{k}`: (gates * hidden,), when the stack has biases.
-    pub b_ih: Option<Tensor>,
-    /// `bias_hh_l{k}`: (gates * hidden,), when the stack has biases.
-    pub b_hh: Option<Tensor>,
+pub struct CellState {
+    /// The output of the last step, (batch, hidden): for the classic cells also the state the recurrence
+    /// reads back.
+    pub h: Tensor,
+    /// The other tensors the recurrence carries, in the order of [`Cell::memory`], each (batch, width):
+    /// an LSTM's cell tensor `c`; none for an RNN or a GRU.
+    pub memory: Vec<Tensor>,
 }
 
-impl DirectionWeights {
-    /// Loads (or initialises with U(-1/sqrt(hidden), 1/sqrt(hidden)), as PyTorch does) the parameters
-    /// `weight_ih_l{layer}{suffix}` etc. from `vb`.
-    pub fn new(
-        cell: CellKind,
-        input: usize,
-        hidden: usize,
-        bias: bool,
-        layer: usize,
-        reverse: bool,
-        vb: &VarBuilder,
-    ) -> Result<Self> {
-        let suffix = if reverse { "_reverse" } else { "" };
-        let rows = cell.gates() * hidden;
-        let k = 1.0 / (hidden as f64).sqrt();
-        let init = Init::Uniform { lo: -k, up: k };
-        let w_ih =
-            vb.get_with_hints((rows, input), &format!("weight_ih_l{layer}{suffix}"), init)?;
-        let w_hh =
-            vb.get_with_hints((rows, hidden), &format!("weight_hh_l{layer}{suffix}"), init)?;
-        let (b_ih, b_hh) = if bias {
-            (
-                Some(vb.get_with_hints(rows, &format!("bias_ih_l{layer}{suffix}"), init)?),
-                Some(vb.get_with_hints(rows, &format!("bias_hh_l{layer}{suffix}"), init)?),
-            )
+/// One memory tensor a cell carries beside `h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemorySlot {
+    /// Its name in checkpoints and parameter names (`c` for an LSTM, as PyTorch's `c_n`).
+    pub name: &'static str,
+    /// What it is, for messages ("cell tensor").
+    pub what: &'static str,
+    /// Its width per batch row.
+    pub width: usize,
+    /// Whether a model may set it from features through a learned map, as a translator's bridge sets an
+    /// LSTM's `c` from the encoder's: true for values of any sign and scale (an LSTM's `c`), false for
+    /// normalisers and stabilisers, which then start at zero.
+    pub learned_init: bool,
+}
+
+/// What a stack asks of the registry to build one cell: the sizes, and where the cell sits (its parameter
+/// names depend on it, as `weight_ih_l1_reverse` does in PyTorch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CellSpec {
+    /// Width of each input step.
+    pub input_size: usize,
+    /// Width of `h`.
+    pub hidden_size: usize,
+    /// Whether the cell has bias vectors (PyTorch's `bias=True`).
+    pub bias: bool,
+    /// The layer of the stack, from 0.
+    pub layer: usize,
+    /// Whether this is the backward direction of a bidirectional layer.
+    pub reverse: bool,
+}
+
+impl CellSpec {
+    /// `_reverse` for the backward direction, else empty: PyTorch's suffix of parameter names.
+    pub fn suffix(&self) -> &'static str {
+        if self.reverse {
+            "_reverse"
         } else {
-            (None, None)
-        };
-        Ok(Self {
-            w_ih,
-            w_hh,
-            b_ih,
-            b_hh,
-        })
-    }
-
-    /// `xs·W_ihᵀ + b_ih` for every step at once. xs: (batch, seq, input) → (batch, seq, gates * hidden).
-    /// Uses the fused [`crate::linear`] op on f32 CPU tensors.
-    pub fn project_inputs(&self, xs: &Tensor) -> Result<Tensor> {
-        crate::linear(xs, &self.w_ih, self.b_ih.as_ref())
-    }
-
-    /// [`DirectionWeights::project_inputs`] as plain candle ops: the composite reference path's projection.
-    pub(crate) fn project_inputs_composite(&self, xs: &Tensor) -> Result<Tensor> {
-        let (batch, seq_len, input) = xs.dims3()?;
-        let xs = xs.reshape((batch * seq_len, input))?;
-        let mut xp = xs.matmul(&self.w_ih.t()?)?;
-        if let Some(b) = &self.b_ih {
-            xp = xp.broadcast_add(b)?;
-        }
-        xp.reshape((batch, seq_len, ()))
-    }
-
-    /// `h·W_hhᵀ + b_hh`. h: (batch, hidden) → (batch, gates * hidden). `w_hh_t` is `W_hhᵀ`, made once by
-    /// the caller.
-    fn project_hidden(&self, h: &Tensor, w_hh_t: &Tensor) -> Result<Tensor> {
-        let hp = h.matmul(w_hh_t)?;
-        match &self.b_hh {
-            Some(b) => hp.broadcast_add(b),
-            None => Ok(hp),
+            ""
         }
     }
+}
 
-    /// One step of the cell from the projected input `xp` (batch, gates * hidden; `b_ih` included) and the
-    /// previous `h` (batch, hidden) and, for an LSTM, `c`. Returns the new `h` and `c`.
-    pub fn step(
+/// What the first layer of a stack reads.
+#[derive(Debug, Clone, Copy)]
+pub enum LayerInput<'a> {
+    /// Dense steps (batch, seq, input).
+    Dense(&'a Tensor),
+    /// Token ids (batch, seq) u32 standing for one-hot rows of width `input_size`.
+    OneHot(&'a Tensor),
+    /// Token ids (batch, seq) u32 looked up in an embedding `table` (vocab, input_size).
+    Embedded {
+        /// The ids.
+        ids: &'a Tensor,
+        /// The embedding.
+        table: &'a Tensor,
+    },
+}
+
+impl LayerInput<'_> {
+    /// The dense steps this input stands for: the tensor itself, the one-hot rows of the ids (of width
+    /// `width`), or the looked-up embeddings.
+    pub fn dense(&self, width: usize) -> Result<Tensor> {
+        match *self {
+            LayerInput::Dense(xs) => Ok(xs.clone()),
+            LayerInput::OneHot(ids) => {
+                let (batch, seq_len) = ids.dims2()?;
+                let flat: Vec<u32> = ids.flatten_all()?.to_vec1()?;
+                if let Some(&bad) = flat.iter().find(|&&id| id as usize >= width) {
+                    bail!("token id {bad} is outside the one-hot input size {width}");
+                }
+                crate::recurrent::one_hot(&flat, batch, seq_len, width, ids.device())
+            }
+            LayerInput::Embedded { ids, table } => {
+                let (batch, seq_len) = ids.dims2()?;
+                table
+                    .index_select(&ids.flatten_all()?, 0)?
+                    .reshape((batch, seq_len, table.dim(1)?))
+            }
+        }
+    }
+}
+
+/// One layer of a recurrent stack in one direction: its parameters, its state and its step.
+///
+/// Implement [`Cell::hidden_size`], [`Cell::input_size`] and [`Cell::step`] (and [`Cell::memory`] when
+/// the cell carries more than `h`); the rest has defaults that are correct for every cell. Register the
+/// cell in [`crate::CellKind`] to make it buildable from a `config.json` and the command line.
+pub trait Cell: std::fmt::Debug + Send + Sync {
+    /// Width of each input step.
+    fn input_size(&self) -> usize;
+
+    /// Width of `h`, the output of each step.
+    fn hidden_size(&self) -> usize;
+
+    /// The memory tensors beside `h`, in order. None by default.
+    fn memory(&self) -> Vec<MemorySlot> {
+        Vec::new()
+    }
+
+    /// One step as a graph of candle ops (with autograd): `x` (batch, input) and the state before it →
+    /// the state after it, whose `h` is the step's output.
+    fn step(&self, x: &Tensor, state: &CellState) -> Result<CellState>;
+
+    /// The whole sequence as a graph of candle ops: `xs` (batch, seq, input) from `init`, backwards in time
+    /// when `reverse`. `masks[t]` (batch, 1) is 1 where step t of a row is valid (the row's length is past
+    /// t), else 0: such steps output zeros and keep the state. Returns the outputs (batch, seq, hidden) and
+    /// the final state.
+    ///
+    /// The default runs [`Cell::step`] once per time step; a cell may override it with a faster graph
+    /// that computes the same thing (the classic cells project every step's input in one product).
+    fn forward_composite(
         &self,
-        cell: CellKind,
-        xp: &Tensor,
-        h: &Tensor,
-        c: Option<&Tensor>,
-        w_hh_t: &Tensor,
-    ) -> Result<(Tensor, Option<Tensor>)> {
-        let hp = self.project_hidden(h, w_hh_t)?;
-        match cell {
-            CellKind::Rnn => Ok(((xp + hp)?.tanh()?, None)),
-            CellKind::RnnRelu => Ok(((xp + hp)?.relu()?, None)),
-            CellKind::Lstm => {
-                let c = match c {
-                    Some(c) => c,
-                    None => candle_core::bail!("an LSTM step needs a cell state"),
-                };
-                let gates = (xp + hp)?.chunk(4, D::Minus1)?;
-                let i = candle_nn::ops::sigmoid(&gates[0])?;
-                let f = candle_nn::ops::sigmoid(&gates[1])?;
-                let g = gates[2].tanh()?;
-                let o = candle_nn::ops::sigmoid(&gates[3])?;
-                let c = ((f * c)? + (i * g)?)?;
-                let h = (o * c.tanh()?)?;
-                Ok((h, Some(c)))
-            }
-            CellKind::Gru => {
-                let x = xp.chunk(3, D::Minus1)?;
-                let hh = hp.chunk(3, D::Minus1)?;
-                let r = candle_nn::ops::sigmoid(&(&x[0] + &hh[0])?)?;
-                let z = candle_nn::ops::sigmoid(&(&x[1] + &hh[1])?)?;
-                let n = (&x[2] + (r * &hh[2])?)?.tanh()?;
-                // h' = (1 - z) * n + z * h = n + z * (h - n)
-                let h = (&n + (z * (h - &n)?)?)?;
-                Ok((h, None))
+        xs: &Tensor,
+        masks: Option<&[Tensor]>,
+        init: &CellState,
+        reverse: bool,
+    ) -> Result<(Tensor, CellState)> {
+        let seq_len = xs.dim(1)?;
+        let mut state = init.clone();
+        let mut outs = Vec::with_capacity(seq_len);
+        for step in 0..seq_len {
+            let t = if reverse { seq_len - 1 - step } else { step };
+            let x = xs.narrow(1, t, 1)?.squeeze(1)?;
+            let next = self.step(&x, &state)?;
+            match masks {
+                Some(masks) => {
+                    let m = &masks[t];
+                    outs.push(next.h.broadcast_mul(m)?);
+                    state = keep_where_invalid(&state, next, m)?;
+                }
+                None => {
+                    outs.push(next.h.clone());
+                    state = next;
+                }
             }
         }
+        if reverse {
+            outs.reverse();
+        }
+        Ok((Tensor::stack(&outs, 1)?, state))
     }
+
+    /// The whole sequence on a fused kernel with its own backward pass, when the cell has one for this input
+    /// and these tensors (f32 on the CPU): the same result as [`Cell::forward_composite`] on
+    /// `input.dense()`. `lengths` are the rows' valid lengths. `None` (the default): the stack runs the
+    /// composite path.
+    fn forward_fused(
+        &self,
+        input: &LayerInput<'_>,
+        lengths: Option<&Arc<[usize]>>,
+        init: &CellState,
+        reverse: bool,
+    ) -> Option<Result<(Tensor, CellState)>> {
+        let _ = (input, lengths, init, reverse);
+        None
+    }
+
+    /// One step without autograd on raw buffers, for decoding, when the cell has one and nothing asks for
+    /// gradients: the same result as [`Cell::step`]. `None` (the default): the composite step runs.
+    fn step_fused(&self, x: &Tensor, state: &CellState) -> Option<Result<CellState>> {
+        let _ = (x, state);
+        None
+    }
+
+    /// A copy of the cell whose hidden-to-hidden weights are `f(weight)` (the other parameters shared), for
+    /// DropConnect on the recurrent weights (AWD-LSTM's weight drop); `None` (the default) when the cell
+    /// has no such weights.
+    fn map_recurrent_weights(
+        &self,
+        f: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
+    ) -> Result<Option<Arc<dyn Cell>>> {
+        let _ = f;
+        Ok(None)
+    }
+}
+
+/// The state after a masked step: `next` where the mask `m` (batch, 1) is 1, `old` where it is 0.
+pub(crate) fn keep_where_invalid(
+    old: &CellState,
+    next: CellState,
+    m: &Tensor,
+) -> Result<CellState> {
+    let mix =
+        |old: &Tensor, new: Tensor| -> Result<Tensor> { old + (new - old)?.broadcast_mul(m)? };
+    Ok(CellState {
+        h: mix(&old.h, next.h)?,
+        memory: old
+            .memory
+            .iter()
+            .zip(next.memory)
+            .map(|(o, n)| mix(o, n))
+            .collect::<Result<_>>()?,
+    })
 }

@@ -2,70 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Which recurrent cell a [`crate::Recurrent`] stacks. The equations are PyTorch's, exactly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum CellKind {
-    /// Elman RNN with tanh: `h' = tanh(W_ih x + b_ih + W_hh h + b_hh)` (`nn.RNN`, `nonlinearity='tanh'`).
-    Rnn,
-    /// Elman RNN with relu: `h' = relu(W_ih x + b_ih + W_hh h + b_hh)` (`nn.RNN`, `nonlinearity='relu'`).
-    RnnRelu,
-    /// LSTM with gate order i, f, g, o: `c' = f*c + i*g`, `h' = o*tanh(c')` (`nn.LSTM`, no projection).
-    #[default]
-    Lstm,
-    /// GRU with gate order r, z, n and the reset gate applied *after* the hidden product, as PyTorch and cuDNN
-    /// do (not the original paper's variant): `n = tanh(W_in x + b_in + r*(W_hn h + b_hn))`,
-    /// `h' = (1-z)*n + z*h`.
-    Gru,
-}
-
-impl CellKind {
-    /// Number of gate blocks stacked in `weight_ih`/`weight_hh`: 1 (RNN), 4 (LSTM), 3 (GRU).
-    pub fn gates(self) -> usize {
-        match self {
-            CellKind::Rnn | CellKind::RnnRelu => 1,
-            CellKind::Lstm => 4,
-            CellKind::Gru => 3,
-        }
-    }
-
-    /// Whether the state carries a cell tensor `c` beside `h` (LSTM only).
-    pub fn has_cell_state(self) -> bool {
-        matches!(self, CellKind::Lstm)
-    }
-
-    /// The name used on the command line and in `config.json`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CellKind::Rnn => "rnn",
-            CellKind::RnnRelu => "rnn_relu",
-            CellKind::Lstm => "lstm",
-            CellKind::Gru => "gru",
-        }
-    }
-}
-
-impl std::fmt::Display for CellKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for CellKind {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "rnn" | "rnn_tanh" => Ok(CellKind::Rnn),
-            "rnn_relu" => Ok(CellKind::RnnRelu),
-            "lstm" => Ok(CellKind::Lstm),
-            "gru" => Ok(CellKind::Gru),
-            other => Err(format!(
-                "unknown cell '{other}': expected one of rnn, rnn_relu, lstm, gru"
-            )),
-        }
-    }
-}
+use crate::CellKind;
 
 /// A stack of recurrent layers, as `nn.RNN`/`nn.LSTM`/`nn.GRU(batch_first=True)` configure it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

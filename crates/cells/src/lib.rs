@@ -30,6 +30,7 @@
 #![warn(missing_docs)]
 
 mod cell;
+mod cells;
 mod config;
 mod dropout;
 mod fused;
@@ -37,8 +38,9 @@ mod recurrent;
 pub mod runtime;
 mod state;
 
-pub use cell::DirectionWeights;
-pub use config::{CellKind, RecurrentConfig};
+pub use cell::{Cell, CellSpec, CellState, LayerInput, MemorySlot};
+pub use cells::{CellKind, DirectionWeights};
+pub use config::RecurrentConfig;
 pub use dropout::{dropout, LayerDropout};
 pub use fused::{cross_entropy, linear, linear_cross_entropy};
 pub use recurrent::Recurrent;

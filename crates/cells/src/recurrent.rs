@@ -1,11 +1,12 @@
 //! `Recurrent`: a stack of layers of one cell kind, optionally bidirectional, over whole sequences.
 
+use std::sync::Arc;
+
 use candle_core::{bail, DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::cell::DirectionWeights;
-use crate::LayerDropout;
-use crate::{RecurrentConfig, State};
+use crate::cell::{Cell, CellSpec, LayerInput, MemorySlot};
+use crate::{LayerDropout, RecurrentConfig, State};
 
 /// A stack of recurrent layers with PyTorch's semantics and parameter names (`batch_first=True`).
 ///
@@ -15,12 +16,16 @@ use crate::{RecurrentConfig, State};
 pub struct Recurrent {
     config: RecurrentConfig,
     /// Layer-major: index `layer * directions + direction`, the order of the state's rows.
-    weights: Vec<DirectionWeights>,
+    cells: Vec<Arc<dyn Cell>>,
+    /// Where the parameters live and their dtype (the `VarBuilder`'s): the default state's.
+    device: Device,
+    dtype: DType,
 }
 
 impl Recurrent {
-    /// Creates the stack's parameters `weight_ih_l{k}[_reverse]`, `weight_hh_l{k}[_reverse]`,
-    /// `bias_ih_l{k}[_reverse]`, `bias_hh_l{k}[_reverse]` in `vb`.
+    /// Creates the stack's parameters in `vb`, each layer and direction a cell of `config.cell` (the
+    /// classic cells name theirs as PyTorch does: `weight_ih_l{k}[_reverse]`, `weight_hh_l{k}[_reverse]`,
+    /// `bias_ih_l{k}[_reverse]`, `bias_hh_l{k}[_reverse]`).
     pub fn new(config: &RecurrentConfig, vb: VarBuilder) -> Result<Self> {
         if config.num_layers == 0 || config.hidden_size == 0 || config.input_size == 0 {
             bail!(
@@ -34,23 +39,24 @@ impl Recurrent {
         if !(0.0..1.0).contains(&config.dropout) {
             bail!("dropout must be in [0, 1), got {}", config.dropout);
         }
-        let mut weights = Vec::with_capacity(config.state_rows());
+        let mut cells = Vec::with_capacity(config.state_rows());
         for layer in 0..config.num_layers {
             for dir in 0..config.directions() {
-                weights.push(DirectionWeights::new(
-                    config.cell,
-                    config.layer_input_size(layer),
-                    config.hidden_size,
-                    config.bias,
+                let spec = CellSpec {
+                    input_size: config.layer_input_size(layer),
+                    hidden_size: config.hidden_size,
+                    bias: config.bias,
                     layer,
-                    dir == 1,
-                    &vb,
-                )?);
+                    reverse: dir == 1,
+                };
+                cells.push(config.cell.build(&spec, &vb)?);
             }
         }
         Ok(Self {
             config: config.clone(),
-            weights,
+            cells,
+            device: vb.device().clone(),
+            dtype: vb.dtype(),
         })
     }
 
@@ -59,53 +65,63 @@ impl Recurrent {
         &self.config
     }
 
+    /// The cell of `layer` in direction `direction` (0 forward, 1 backward).
+    pub fn cell(&self, layer: usize, direction: usize) -> &dyn Cell {
+        self.cells[layer * self.config.directions() + direction].as_ref()
+    }
+
+    /// The memory tensors of the state beside `h` (the same for every layer): an LSTM's `c`.
+    pub fn memory(&self) -> Vec<MemorySlot> {
+        self.cells[0].memory()
+    }
+
+    /// The device of the stack's parameters.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// A copy of the stack whose hidden-to-hidden weights are `f(index, weight_hh)`, `index` running
     /// layer-major over layers and directions as the state's rows do; the other parameters are shared.
     ///
     /// This is how DropConnect on the recurrent weights (AWD-LSTM's "weight drop") is built: pass a
     /// function that multiplies each `weight_hh` by a dropout mask, run the copy for one batch, and the
     /// gradients reach the original weights through the product, on every path (fused or composite).
+    /// A cell without hidden-to-hidden weights is an error naming the cell.
     pub fn map_hidden_weights<F>(&self, mut f: F) -> Result<Self>
     where
         F: FnMut(usize, &Tensor) -> Result<Tensor>,
     {
-        let weights = self
-            .weights
+        let cells = self
+            .cells
             .iter()
             .enumerate()
-            .map(|(index, w)| {
-                let w_hh = f(index, &w.w_hh)?;
-                if w_hh.dims() != w.w_hh.dims() {
-                    bail!(
-                        "a mapped weight_hh must keep its shape {:?}, got {:?}",
-                        w.w_hh.dims(),
-                        w_hh.dims()
-                    );
+            .map(|(index, cell)| {
+                let mut at = |w: &Tensor| f(index, w);
+                match cell.map_recurrent_weights(&mut at)? {
+                    Some(mapped) => Ok(mapped),
+                    None => bail!(
+                        "a {} cell has no hidden-to-hidden weights to drop",
+                        self.config.cell
+                    ),
                 }
-                Ok(DirectionWeights { w_hh, ..w.clone() })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            config: self.config.clone(),
-            weights,
+            cells,
+            ..self.clone()
         })
-    }
-
-    /// The parameters of `layer` in direction `direction` (0 forward, 1 backward).
-    pub fn weights(&self, layer: usize, direction: usize) -> &DirectionWeights {
-        &self.weights[layer * self.config.directions() + direction]
     }
 
     /// A zero state for `batch` rows, the default initial state.
     pub fn zero_state(&self, batch: usize, dtype: DType, device: &Device) -> Result<State> {
-        let shape = (self.config.state_rows(), batch, self.config.hidden_size);
-        let h = Tensor::zeros(shape, dtype, device)?;
-        let c = if self.config.cell.has_cell_state() {
-            Some(h.clone())
-        } else {
-            None
-        };
-        Ok(State { h, c })
+        let rows = self.config.state_rows();
+        let h = Tensor::zeros((rows, batch, self.config.hidden_size), dtype, device)?;
+        let memory = self
+            .memory()
+            .iter()
+            .map(|slot| Tensor::zeros((rows, batch, slot.width), dtype, device))
+            .collect::<Result<_>>()?;
+        Ok(State { h, memory })
     }
 
     /// Runs the whole stack over `xs`.
@@ -114,11 +130,12 @@ impl Recurrent {
     /// - `lengths`: optional valid length of each row, each in `1..=seq`. A row stops at its length exactly as
     ///   with PyTorch's packed sequences: outputs past it are zero, its final state is the state after its last
     ///   valid step, and the backward direction starts at that step.
-    /// - `init`: optional initial state, (layers * directions, batch, hidden) each; zeros when `None`.
+    /// - `init`: optional initial state, (layers * directions, batch, ·) each; zeros when `None`.
     /// - `train`: dropout between layers when the config asks for it: a [`LayerDropout`], or a bool (`true`:
     ///   candle's unseeded masks; `false`: none).
     ///
-    /// Returns the last layer's outputs, (batch, seq, directions * hidden), and the final state.
+    /// Returns the last layer's outputs, (batch, seq, directions * hidden), and the final state. Each layer
+    /// runs on its cell's fused kernel where it has one for f32 CPU tensors, else as a graph of candle ops.
     pub fn forward(
         &self,
         xs: &Tensor,
@@ -126,23 +143,16 @@ impl Recurrent {
         init: Option<&State>,
         train: impl Into<LayerDropout>,
     ) -> Result<(Tensor, State)> {
-        let train: LayerDropout = train.into();
         self.validate(xs, lengths, init)?;
-        crate::fused::forward(
-            self,
-            xs,
-            crate::fused::FirstInput::Dense,
-            lengths,
-            init,
-            train,
-        )
+        let fused = xs.device().is_cpu() && xs.dtype() == DType::F32;
+        self.run_layers(LayerInput::Dense(xs), lengths, init, train.into(), fused)
     }
 
     /// [`Recurrent::forward`] over one-hot inputs given as token ids (batch, seq) u32, each below
     /// `input_size`: what `forward` computes on `one_hot(ids)`, as the lesson's character model feeds its
-    /// network. The fused path never builds the one-hot tensor: layer 0's input projection is a gather of
-    /// W_ih's columns and its weight gradient a scatter-add, exactly the same numbers without the products
-    /// with zeros (40% of a 64-unit character model's matrix work).
+    /// network. A cell's fused path never builds the one-hot tensor: the classic cells' layer 0 input
+    /// projection is a gather of W_ih's columns and its weight gradient a scatter-add, exactly the same
+    /// numbers without the products with zeros (40% of a 64-unit character model's matrix work).
     pub fn forward_one_hot(
         &self,
         ids: &Tensor,
@@ -150,37 +160,21 @@ impl Recurrent {
         init: Option<&State>,
         train: impl Into<LayerDropout>,
     ) -> Result<(Tensor, State)> {
-        let train: LayerDropout = train.into();
         let (batch, seq_len) = token_ids_dims(ids)?;
-        let vocab = self.config.input_size;
-        if ids.device().is_cpu() {
-            // Validated like a dense input of the same shape; the kernel checks each id.
-            self.validate_dims(batch, seq_len, vocab, lengths, init)?;
-            return crate::fused::forward(
-                self,
-                ids,
-                crate::fused::FirstInput::OneHot,
-                lengths,
-                init,
-                train,
-            );
-        }
-        let flat: Vec<u32> = ids.flatten_all()?.to_vec1()?;
-        if let Some(&bad) = flat.iter().find(|&&id| id as usize >= vocab) {
-            bail!("token id {bad} is outside the one-hot input size {vocab}");
-        }
-        let xs = one_hot(&flat, batch, seq_len, vocab, ids.device())?;
-        self.forward_composite(&xs, lengths, init, train)
+        // Validated like a dense input of the same shape; the kernels check each id.
+        self.validate_dims(batch, seq_len, self.config.input_size, lengths, init)?;
+        let fused = ids.device().is_cpu();
+        self.run_layers(LayerInput::OneHot(ids), lengths, init, train.into(), fused)
     }
 
     /// [`Recurrent::forward`] over `embedding[ids]`: token ids (batch, seq) u32 looked up in an embedding
     /// table (vocab, input_size), as a language model or classifier feeds its network.
     ///
-    /// When the vocabulary is smaller than half the tokens of the batch, the fused path folds the lookup
-    /// into layer 0's input projection: it projects the vocabulary once (`embedding·W_ihᵀ + b_ih`, vocab × G·H)
-    /// and reads one row per step, and the backward pass scatter-adds the rows' gradients into that table, so
-    /// the three largest products of layer 0 shrink from batch·seq rows to vocab rows. The numbers are the
-    /// same sums; gradients reach `embedding` as they would through an `index_select`.
+    /// When the vocabulary is smaller than half the tokens of the batch, the classic cells' fused path folds
+    /// the lookup into layer 0's input projection: it projects the vocabulary once (`embedding·W_ihᵀ + b_ih`,
+    /// vocab × G·H) and reads one row per step, and the backward pass scatter-adds the rows' gradients into
+    /// that table, so the three largest products of layer 0 shrink from batch·seq rows to vocab rows. The
+    /// numbers are the same sums; gradients reach `embedding` as they would through an `index_select`.
     pub fn forward_embedded(
         &self,
         ids: &Tensor,
@@ -189,7 +183,6 @@ impl Recurrent {
         init: Option<&State>,
         train: impl Into<LayerDropout>,
     ) -> Result<(Tensor, State)> {
-        let train: LayerDropout = train.into();
         let (batch, seq_len) = token_ids_dims(ids)?;
         let (vocab, width) = embedding.dims2()?;
         if width != self.config.input_size {
@@ -204,14 +197,11 @@ impl Recurrent {
             && 2 * vocab <= batch * seq_len;
         if folded {
             self.validate_dims(batch, seq_len, width, lengths, init)?;
-            return crate::fused::forward(
-                self,
+            let input = LayerInput::Embedded {
                 ids,
-                crate::fused::FirstInput::Embedded(embedding.clone()),
-                lengths,
-                init,
-                train,
-            );
+                table: embedding,
+            };
+            return self.run_layers(input, lengths, init, train.into(), true);
         }
         let xs = embedding
             .index_select(&ids.flatten_all()?, 0)?
@@ -228,136 +218,120 @@ impl Recurrent {
         init: Option<&State>,
         train: impl Into<LayerDropout>,
     ) -> Result<(Tensor, State)> {
-        let train: LayerDropout = train.into();
         self.validate(xs, lengths, init)?;
-        let (batch, seq_len, _) = xs.dims3()?;
-        let masks = match lengths {
-            Some(lengths) => Some(step_masks(lengths, seq_len, xs.dtype(), xs.device())?),
-            None => None,
-        };
-        self.run_layers(xs, init, train, |w, layer_in, h0, c0, reverse| {
-            self.run_direction_composite(w, layer_in, masks.as_deref(), h0, c0, reverse)
-        })
-        .and_then(|(out, state)| {
-            debug_assert_eq!(out.dims3()?.0, batch);
-            Ok((out, state))
-        })
+        self.run_layers(LayerInput::Dense(xs), lengths, init, train.into(), false)
     }
 
-    /// Runs the layers and directions in order, `run` doing one direction of one layer; shared by the composite
-    /// and the fused paths so that stacking, dropout and state layout are written once.
-    pub(crate) fn run_layers<F>(
+    /// Runs the layers and directions in order: stacking, dropout and the state's layout, written once for
+    /// every cell and path. With `fused`, each layer runs on its cell's fused kernel where it has one.
+    fn run_layers(
         &self,
-        xs: &Tensor,
+        first: LayerInput<'_>,
+        lengths: Option<&[usize]>,
         init: Option<&State>,
         train: LayerDropout,
-        mut run: F,
-    ) -> Result<(Tensor, State)>
-    where
-        F: FnMut(
-            &DirectionWeights,
-            &Tensor,
-            &Tensor,
-            Option<&Tensor>,
-            bool,
-        ) -> Result<(Tensor, Tensor, Option<Tensor>)>,
-    {
-        let batch = xs.dim(0)?;
+        fused: bool,
+    ) -> Result<(Tensor, State)> {
+        let batch = match first {
+            LayerInput::Dense(xs) => xs.dim(0)?,
+            LayerInput::OneHot(ids) | LayerInput::Embedded { ids, .. } => ids.dim(0)?,
+        };
+        let device = match first {
+            LayerInput::Dense(xs) => xs.device().clone(),
+            LayerInput::OneHot(ids) | LayerInput::Embedded { ids, .. } => ids.device().clone(),
+        };
         let init = match init {
             Some(s) => s.clone(),
-            None => self.zero_state(batch, self.weights[0].w_hh.dtype(), xs.device())?,
+            None => self.zero_state(batch, self.dtype, &device)?,
         };
+        let seq_len = match first {
+            LayerInput::Dense(xs) => xs.dim(1)?,
+            LayerInput::OneHot(ids) | LayerInput::Embedded { ids, .. } => ids.dim(1)?,
+        };
+        let lengths_arc: Option<Arc<[usize]>> = lengths.map(Arc::from);
+        // The composite path's per-step masks, made once, the first time a layer needs them.
+        let mut masks: Option<Vec<Tensor>> = None;
         let dirs = self.config.directions();
-        let mut hs = Vec::with_capacity(self.config.state_rows());
-        let mut cs = Vec::with_capacity(self.config.state_rows());
-        let mut layer_in = xs.clone();
+        let mut rows = Vec::with_capacity(self.config.state_rows());
+        let mut layer_in: Option<Tensor> = None;
         for layer in 0..self.config.num_layers {
-            if layer > 0 {
-                layer_in = train.apply(&layer_in, self.config.dropout, layer)?;
-            }
+            let input = match &layer_in {
+                None => first,
+                Some(xs) => LayerInput::Dense(xs),
+            };
+            let dropped;
+            let input = match input {
+                LayerInput::Dense(xs) if layer > 0 => {
+                    dropped = train.apply(xs, self.config.dropout, layer)?;
+                    LayerInput::Dense(&dropped)
+                }
+                other => other,
+            };
             let mut outs = Vec::with_capacity(dirs);
             for dir in 0..dirs {
                 let row = layer * dirs + dir;
-                let h0 = init.h.get(row)?;
-                let c0 = match &init.c {
-                    Some(c) => Some(c.get(row)?),
-                    None => None,
+                let cell = &self.cells[row];
+                let state0 = init.row(row)?;
+                let reverse = dir == 1;
+                let done = if fused {
+                    cell.forward_fused(&input, lengths_arc.as_ref(), &state0, reverse)
+                        .transpose()?
+                } else {
+                    None
                 };
-                let (out, h, c) = run(&self.weights[row], &layer_in, &h0, c0.as_ref(), dir == 1)?;
+                let (out, state) = match done {
+                    Some(done) => done,
+                    None => {
+                        let xs = input.dense(cell.input_size())?;
+                        // A cell with a dense kernel only: token ids as the dense steps they stand for.
+                        let dense = LayerInput::Dense(&xs);
+                        let again = if fused && !matches!(input, LayerInput::Dense(_)) {
+                            cell.forward_fused(&dense, lengths_arc.as_ref(), &state0, reverse)
+                                .transpose()?
+                        } else {
+                            None
+                        };
+                        match again {
+                            Some(done) => done,
+                            None => {
+                                if masks.is_none() {
+                                    if let Some(lengths) = lengths {
+                                        masks = Some(step_masks(
+                                            lengths,
+                                            seq_len,
+                                            xs.dtype(),
+                                            &device,
+                                        )?);
+                                    }
+                                }
+                                cell.forward_composite(&xs, masks.as_deref(), &state0, reverse)?
+                            }
+                        }
+                    }
+                };
                 outs.push(out);
-                hs.push(h);
-                if let Some(c) = c {
-                    cs.push(c);
-                }
+                rows.push(state);
             }
-            layer_in = if outs.len() == 1 {
+            layer_in = Some(if outs.len() == 1 {
                 outs.remove(0)
             } else {
                 Tensor::cat(&outs, 2)?
-            };
+            });
         }
-        let h = Tensor::stack(&hs, 0)?;
-        let c = if cs.is_empty() {
-            None
-        } else {
-            Some(Tensor::stack(&cs, 0)?)
+        let out = match layer_in {
+            Some(out) => out,
+            None => bail!("a recurrent stack needs at least one layer"),
         };
-        Ok((layer_in, State { h, c }))
-    }
-
-    /// One direction of one layer as a graph of candle ops. `masks[t]` (batch, 1) is 1 where step t is valid.
-    fn run_direction_composite(
-        &self,
-        w: &DirectionWeights,
-        xs: &Tensor,
-        masks: Option<&[Tensor]>,
-        h0: &Tensor,
-        c0: Option<&Tensor>,
-        reverse: bool,
-    ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
-        let (_, seq_len, _) = xs.dims3()?;
-        let cell = self.config.cell;
-        let xp = w.project_inputs_composite(xs)?;
-        let w_hh_t = w.w_hh.t()?.contiguous()?;
-        let mut h = h0.clone();
-        let mut c = c0.cloned();
-        let mut outs = Vec::with_capacity(seq_len);
-        for step in 0..seq_len {
-            let t = if reverse { seq_len - 1 - step } else { step };
-            let xp_t = xp.narrow(1, t, 1)?.squeeze(1)?;
-            let (h_new, c_new) = w.step(cell, &xp_t, &h, c.as_ref(), &w_hh_t)?;
-            match masks {
-                Some(masks) => {
-                    // Rows past their length keep their state and output zeros.
-                    let m = &masks[t];
-                    outs.push(h_new.broadcast_mul(m)?);
-                    h = (&h + (h_new - &h)?.broadcast_mul(m)?)?;
-                    c = match (c, c_new) {
-                        (Some(c_old), Some(c_new)) => {
-                            Some((&c_old + (c_new - &c_old)?.broadcast_mul(m)?)?)
-                        }
-                        _ => None,
-                    };
-                }
-                None => {
-                    outs.push(h_new.clone());
-                    h = h_new;
-                    c = c_new;
-                }
-            }
-        }
-        if reverse {
-            outs.reverse();
-        }
-        Ok((Tensor::stack(&outs, 1)?, h, c))
+        Ok((out, State::from_rows(&rows)?))
     }
 
     /// One time step of a one-directional stack, for decoding: `x` (batch, input_size) and the state →
     /// the last layer's output (batch, hidden) and the next state. No dropout.
     ///
     /// When nothing asks for gradients (no input, state or weight is a variable or depends on one, as in a
-    /// model loaded from a file for generation), a fused CPU step runs on raw buffers; otherwise the step is
-    /// a graph of candle ops with autograd, so decoders can also be trained step by step.
+    /// model loaded from a file for generation), each layer runs its cell's fused step on raw buffers where
+    /// it has one; otherwise the step is a graph of candle ops with autograd, so decoders can also be trained
+    /// step by step.
     pub fn step(&self, x: &Tensor, state: &State) -> Result<(Tensor, State)> {
         if self.config.bidirectional {
             bail!(
@@ -373,39 +347,25 @@ impl Recurrent {
             );
         }
         self.validate_state(state, batch)?;
-        if crate::fused::step::applies(x, state, &self.weights) {
-            return crate::fused::step::step(
-                self.config.cell,
-                self.config.hidden_size,
-                &self.weights,
-                x,
-                state,
-            );
-        }
-        let mut hs = Vec::with_capacity(self.config.num_layers);
-        let mut cs = Vec::with_capacity(self.config.num_layers);
+        let plain = |t: &Tensor| !t.track_op();
+        let untracked = plain(x) && plain(&state.h) && state.memory.iter().all(plain);
+        let mut rows = Vec::with_capacity(self.config.num_layers);
         let mut input = x.clone();
-        for (layer, w) in self.weights.iter().enumerate() {
-            let xp = w.project_inputs(&input.unsqueeze(1)?)?.squeeze(1)?;
-            let h = state.h.get(layer)?;
-            let c = match &state.c {
-                Some(c) => Some(c.get(layer)?),
-                None => None,
+        for (layer, cell) in self.cells.iter().enumerate() {
+            let state = state.row(layer)?;
+            let fused = if untracked {
+                cell.step_fused(&input, &state).transpose()?
+            } else {
+                None
             };
-            let (h, c) = w.step(self.config.cell, &xp, &h, c.as_ref(), &w.w_hh.t()?)?;
-            input = h.clone();
-            hs.push(h);
-            if let Some(c) = c {
-                cs.push(c);
-            }
+            let next = match fused {
+                Some(next) => next,
+                None => cell.step(&input, &state)?,
+            };
+            input = next.h.clone();
+            rows.push(next);
         }
-        let h = Tensor::stack(&hs, 0)?;
-        let c = if cs.is_empty() {
-            None
-        } else {
-            Some(Tensor::stack(&cs, 0)?)
-        };
-        Ok((input, State { h, c }))
+        Ok((input, State::from_rows(&rows)?))
     }
 
     fn validate(&self, xs: &Tensor, lengths: Option<&[usize]>, init: Option<&State>) -> Result<()> {
@@ -463,7 +423,8 @@ impl Recurrent {
     }
 
     fn validate_state(&self, state: &State, batch: usize) -> Result<()> {
-        let expected = [self.config.state_rows(), batch, self.config.hidden_size];
+        let rows = self.config.state_rows();
+        let expected = [rows, batch, self.config.hidden_size];
         if state.h.dims() != expected {
             bail!(
                 "expected a state h of shape {:?}, got {:?}",
@@ -471,19 +432,35 @@ impl Recurrent {
                 state.h.dims()
             );
         }
-        match (&state.c, self.config.cell.has_cell_state()) {
-            (Some(c), true) if c.dims() != expected => bail!(
-                "expected a state c of shape {:?}, got {:?}",
-                expected,
-                c.dims()
-            ),
-            (None, true) => bail!("an LSTM state needs a cell tensor c, got none"),
-            (Some(_), false) => bail!(
-                "a {} state has no cell tensor c, but one was given",
-                self.config.cell
-            ),
-            _ => Ok(()),
+        let slots = self.memory();
+        let cell = self.config.cell;
+        if state.memory.len() > slots.len() {
+            match slots.len() {
+                0 => bail!("a {cell} state has no memory beside h, but one was given"),
+                n => bail!(
+                    "a {cell} state has {n} memory tensor(s) beside h, but {} were given",
+                    state.memory.len()
+                ),
+            }
         }
+        for (k, slot) in slots.iter().enumerate() {
+            let expected = [rows, batch, slot.width];
+            match state.memory.get(k) {
+                None => bail!(
+                    "a {cell} state needs its {} {}, got none",
+                    slot.what,
+                    slot.name
+                ),
+                Some(m) if m.dims() != expected => bail!(
+                    "expected a state {} of shape {:?}, got {:?}",
+                    slot.name,
+                    expected,
+                    m.dims()
+                ),
+                Some(_) => {}
+            }
+        }
+        Ok(())
     }
 }
 

@@ -79,7 +79,10 @@ fn fused_matches_composite_on_random_shapes_with_lengths() {
         let c0 = Var::from_tensor(&rng.tensor(&[rows, batch, config.hidden_size])).unwrap();
         let init = with_init.then(|| State {
             h: h0.as_tensor().clone(),
-            c: (cell == CellKind::Lstm).then(|| c0.as_tensor().clone()),
+            memory: (cell == CellKind::Lstm)
+                .then(|| c0.as_tensor().clone())
+                .into_iter()
+                .collect(),
         });
         let r_out = rng.tensor(&[batch, seq, config.output_size()]);
         let r_state = rng.tensor(&[rows, batch, config.hidden_size]);
@@ -94,7 +97,7 @@ fn fused_matches_composite_on_random_shapes_with_lengths() {
             let mut loss = ((&out * &r_out).unwrap().sum_all().unwrap()
                 + (&state.h * &r_state).unwrap().sum_all().unwrap())
             .unwrap();
-            if let Some(c) = &state.c {
+            if let Some(c) = state.memory.first() {
                 let l = (c * &r_state).unwrap().sum_all().unwrap();
                 loss = (loss + l).unwrap();
             }
@@ -102,7 +105,7 @@ fn fused_matches_composite_on_random_shapes_with_lengths() {
             let mut tensors: HashMap<String, Tensor> = HashMap::new();
             tensors.insert("output".into(), out);
             tensors.insert("h_n".into(), state.h);
-            if let Some(c) = state.c {
+            if let Some(c) = state.memory.into_iter().next() {
                 tensors.insert("c_n".into(), c);
             }
             tensors.insert(
@@ -239,7 +242,10 @@ fn fused_step_matches_the_composite_step() {
             .unwrap();
             let mut s_fused = State {
                 h: rng.tensor(&[layers, batch, hidden]),
-                c: (cell == CellKind::Lstm).then(|| rng.tensor(&[layers, batch, hidden])),
+                memory: (cell == CellKind::Lstm)
+                    .then(|| rng.tensor(&[layers, batch, hidden]))
+                    .into_iter()
+                    .collect(),
             };
             let mut s_comp = s_fused.clone();
             for _ in 0..4 {
@@ -251,7 +257,7 @@ fn fused_step_matches_the_composite_step() {
                     "{cell} layers {layers} batch {batch}"
                 );
                 assert!(max_diff(&next_f.h, &next_c.h) < 1e-5);
-                if let (Some(a), Some(b)) = (&next_f.c, &next_c.c) {
+                if let (Some(a), Some(b)) = (next_f.memory.first(), next_c.memory.first()) {
                     assert!(max_diff(a, b) < 1e-5);
                 }
                 s_fused = next_f;
@@ -424,7 +430,10 @@ fn embedded_ids_match_an_embedding_lookup() {
             let h0 = Var::from_tensor(&rng.tensor(&[config.state_rows(), batch, 8])).unwrap();
             let init = State {
                 h: h0.as_tensor().clone(),
-                c: (cell == CellKind::Lstm).then(|| rng.tensor(&[config.state_rows(), batch, 8])),
+                memory: (cell == CellKind::Lstm)
+                    .then(|| rng.tensor(&[config.state_rows(), batch, 8]))
+                    .into_iter()
+                    .collect(),
             };
             let r_out = rng.tensor(&[batch, seq, config.output_size()]);
             let r_h = rng.tensor(&[config.state_rows(), batch, 8]);
@@ -517,7 +526,10 @@ fn folded_embedding_path_matches_composite_with_an_initial_state() {
         let c0 = Var::from_tensor(&rng.tensor(&[rows, batch, hidden])).unwrap();
         let init = State {
             h: h0.as_tensor().clone(),
-            c: (cell == CellKind::Lstm).then(|| c0.as_tensor().clone()),
+            memory: (cell == CellKind::Lstm)
+                .then(|| c0.as_tensor().clone())
+                .into_iter()
+                .collect(),
         };
         let r_out = rng.tensor(&[batch, seq, hidden]);
         let r_state = rng.tensor(&[rows, batch, hidden]);

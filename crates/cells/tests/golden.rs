@@ -106,7 +106,7 @@ fn check_case(case: &Case, path: Route) -> f32 {
         .then(|| Var::from_tensor(&t["c0"]).unwrap());
     let init = h0.as_ref().map(|h| State {
         h: h.as_tensor().clone(),
-        c: c0.as_ref().map(|c| c.as_tensor().clone()),
+        memory: c0.iter().map(|c| c.as_tensor().clone()).collect(),
     });
     let (out, state) = match path {
         Route::Forward => rnn.forward(
@@ -127,7 +127,7 @@ fn check_case(case: &Case, path: Route) -> f32 {
     let mut loss = ((&out * &t["r_output"]).unwrap().sum_all().unwrap()
         + (&state.h * &t["r_h"]).unwrap().sum_all().unwrap())
     .unwrap();
-    if let Some(c) = &state.c {
+    if let Some(c) = state.memory.first() {
         loss = (loss + (c * &t["r_c"]).unwrap().sum_all().unwrap()).unwrap();
     }
     let grads = loss.backward().unwrap();
@@ -144,7 +144,7 @@ fn check_case(case: &Case, path: Route) -> f32 {
     };
     check("output", &out, &t["output"]);
     check("h_n", &state.h, &t["h_n"]);
-    if let Some(c) = &state.c {
+    if let Some(c) = state.memory.first() {
         check("c_n", c, &t["c_n"]);
     }
     check(

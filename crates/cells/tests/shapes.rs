@@ -63,8 +63,8 @@ fn forward_shapes_for_every_cell_layers_and_direction() {
                         "{cell} {layers} {bidirectional}"
                     );
                     assert_eq!(state.h.dims(), &[layers * dirs, 3, 7]);
-                    assert_eq!(state.c.is_some(), cell == CellKind::Lstm);
-                    if let Some(c) = &state.c {
+                    assert_eq!(!state.memory.is_empty(), cell == CellKind::Lstm);
+                    if let Some(c) = state.memory.first() {
                         assert_eq!(c.dims(), &[layers * dirs, 3, 7]);
                     }
                 }
@@ -201,14 +201,14 @@ fn bad_inputs_name_expected_and_actual() {
 
     let wrong = State {
         h: Tensor::zeros((1, 3, 5), DType::F32, &Device::Cpu).unwrap(),
-        c: Some(Tensor::zeros((2, 3, 5), DType::F32, &Device::Cpu).unwrap()),
+        memory: vec![Tensor::zeros((2, 3, 5), DType::F32, &Device::Cpu).unwrap()],
     };
     let e = error_of(rnn.forward(&input(3, 5, 4), None, Some(&wrong), false));
     assert!(e.contains("[2, 3, 5]") && e.contains("[1, 3, 5]"), "{e}");
 
     let no_cell = State {
         h: Tensor::zeros((2, 3, 5), DType::F32, &Device::Cpu).unwrap(),
-        c: None,
+        memory: Vec::new(),
     };
     let e = error_of(rnn.forward(&input(3, 5, 4), None, Some(&no_cell), false));
     assert!(e.contains("cell tensor c"), "{e}");

@@ -130,16 +130,6 @@ impl ClassifierConfig {
             ..RecurrentConfig::new(self.cell, self.input_size(), self.hidden)
         }
     }
-
-    /// Number of trainable parameters.
-    pub fn num_parameters(&self) -> usize {
-        let rnn = self.recurrent();
-        let gates = self.cell.gates() * self.hidden;
-        let stack: usize = (0..self.layers)
-            .map(|layer| rnn.directions() * gates * (rnn.layer_input_size(layer) + self.hidden + 2))
-            .sum();
-        self.vocab_size * self.embed + stack + self.num_classes * (self.features() + 1)
-    }
 }
 
 /// A recurrent text classifier with PyTorch's parameter names:
@@ -323,29 +313,6 @@ mod tests {
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
         let model = Classifier::new(config, vb).unwrap();
         (varmap, model)
-    }
-
-    #[test]
-    fn parameter_count_matches_the_tensors() {
-        for (embed, cell, layers, bidirectional) in [
-            (8, CellKind::Lstm, 2, true),
-            (0, CellKind::Gru, 1, false),
-            (5, CellKind::Rnn, 2, false),
-        ] {
-            let config = ClassifierConfig {
-                vocab_size: 11,
-                num_classes: 3,
-                embed,
-                cell,
-                hidden: 6,
-                layers,
-                bidirectional,
-                ..Default::default()
-            };
-            let (varmap, _) = build(&config);
-            let count: usize = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
-            assert_eq!(config.num_parameters(), count);
-        }
     }
 
     #[test]

@@ -48,17 +48,6 @@ impl CnnConfig {
     pub fn feature_size(&self) -> usize {
         self.channels.last().copied().unwrap_or(3) * self.output_side() * self.output_side()
     }
-
-    /// Number of parameters (trainable ones, without the running statistics).
-    pub fn num_parameters(&self) -> usize {
-        let mut input = 3;
-        let mut total = 0;
-        for &c in &self.channels {
-            total += c * input * 9 + 2 * c;
-            input = c;
-        }
-        total
-    }
 }
 
 /// Batch normalisation over (batch, height, width) per channel, as `nn.BatchNorm2d`.
@@ -394,7 +383,6 @@ mod tests {
             .to_scalar::<f32>()
             .unwrap();
         assert!(diff > 1e-3, "{diff}");
-        assert_eq!(config.num_parameters(), 2 * 3 * 9 + 4);
     }
 }
 

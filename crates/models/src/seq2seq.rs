@@ -117,13 +117,15 @@ struct Encoder {
     rnn: Recurrent,
 }
 
-/// The bridge: `bridge.h.{weight,bias}` (hidden, encoder width) and, for an LSTM, `bridge.c.*`, mapping each
-/// encoder layer's final state (directions concatenated) to the decoder layer's initial state:
-/// `h0 = tanh(W_h h_n + b_h)`, `c0 = W_c c_n + b_c`.
+/// The bridge: `bridge.h.{weight,bias}` (hidden, encoder width) and one map per memory slot of the cell that
+/// a learned map may set (an LSTM's `bridge.c.*`), mapping each encoder layer's final state (directions
+/// concatenated) to the decoder layer's initial state: `h0 = tanh(W_h h_n + b_h)`, `c0 = W_c c_n + b_c`. Other
+/// memory slots (normalisers, stabilisers) start at zero.
 #[derive(Debug, Clone)]
 struct Bridge {
     h: (Tensor, Tensor),
-    c: Option<(Tensor, Tensor)>,
+    /// Per memory slot, in the cell's order: its map, or `None` for a slot that starts at zero.
+    memory: Vec<Option<(Tensor, Tensor)>>,
 }
 
 /// An encoder-decoder translator with PyTorch's parameter names:
@@ -154,13 +156,21 @@ impl Seq2Seq {
         };
         let enc = config.encoder_width();
         let bridge_vb = vb.pp("bridge");
+        let dirs = config.encoder_rnn().directions();
         let bridge = Bridge {
             h: linear_params(&bridge_vb.pp("h"), config.hidden, enc)?,
-            c: if config.cell.has_cell_state() {
-                Some(linear_params(&bridge_vb.pp("c"), config.hidden, enc)?)
-            } else {
-                None
-            },
+            memory: encoder
+                .rnn
+                .memory()
+                .iter()
+                .map(|slot| {
+                    slot.learned_init
+                        .then(|| {
+                            linear_params(&bridge_vb.pp(slot.name), slot.width, dirs * slot.width)
+                        })
+                        .transpose()
+                })
+                .collect::<Result<_>>()?,
         };
         let decoder = Decoder::new(
             &DecoderConfig {
@@ -214,10 +224,15 @@ impl Seq2Seq {
         };
         let h = seqlab_cells::linear(&join(&state.h)?, &self.bridge.h.0, Some(&self.bridge.h.1))?
             .tanh()?;
-        let c = match (&state.c, &self.bridge.c) {
-            (Some(c), Some((w, b))) => Some(seqlab_cells::linear(&join(c)?, w, Some(b))?),
-            _ => None,
-        };
+        let rnn_memory = state
+            .memory
+            .iter()
+            .zip(&self.bridge.memory)
+            .map(|(m, map)| match map {
+                Some((w, b)) => seqlab_cells::linear(&join(m)?, w, Some(b)),
+                None => Tensor::zeros((layers, batch, m.dim(2)?), DType::F32, src.device()),
+            })
+            .collect::<Result<_>>()?;
         let memory = match self.decoder.attention() {
             Some(attention) => Some(attention.memory(&outputs, lengths)?),
             None => None,
@@ -228,7 +243,10 @@ impl Seq2Seq {
             None
         };
         Ok(DecoderState {
-            rnn: State { h, c },
+            rnn: State {
+                h,
+                memory: rnn_memory,
+            },
             feed,
             memory,
             attention: None,

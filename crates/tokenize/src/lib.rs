@@ -56,6 +56,6 @@ mod words;
 pub use crate::chars::CharOptions;
 pub use crate::corpus::{read_corpus, read_text};
 pub use crate::error::{Error, Result};
-pub use crate::specials::{Specials, BOS, EOS, PAD, SPECIAL_TOKENS, UNK};
-pub use crate::tokenizer::{Kind, Tokenizer};
+pub use crate::specials::{Framing, Specials, BOS, EOS, PAD, SPECIAL_TOKENS, UNK};
+pub use crate::tokenizer::{Kind, Tokenizer, VocabOptions};
 pub use crate::words::WordOptions;

@@ -37,3 +37,26 @@ pub(crate) const BOS_SPELLINGS: &[&str] =
     &[BOS, "<s>", "[CLS]", "<|startoftext|>", "<|begin_of_text|>"];
 pub(crate) const EOS_SPELLINGS: &[&str] =
     &[EOS, "</s>", "[SEP]", "<|endoftext|>", "<|end_of_text|>"];
+
+/// The ids that frame and pad the sequences a decoder reads and writes: what a translator's or a
+/// captioner's batches need, all three present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Framing {
+    /// Padding.
+    pub pad: u32,
+    /// The first input of a decoder.
+    pub bos: u32,
+    /// The token that ends a sequence.
+    pub eos: u32,
+}
+
+impl Specials {
+    /// `<pad>`, `<bos>` and `<eos>` together; `None` when any is missing.
+    pub fn framing(&self) -> Option<Framing> {
+        Some(Framing {
+            pad: self.pad?,
+            bos: self.bos?,
+            eos: self.eos?,
+        })
+    }
+}

@@ -25,6 +25,17 @@ pub enum Kind {
     Other,
 }
 
+/// The vocabulary settings that the `char` and `word` tokenizers share (see [`Tokenizer::build_named`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VocabOptions {
+    /// Lowercase the text first.
+    pub lowercase: bool,
+    /// Keep only tokens that occur at least this often; rarer ones become `<unk>`.
+    pub min_freq: usize,
+    /// The largest vocabulary, the four special tokens included.
+    pub max_size: Option<usize>,
+}
+
 /// A tokenizer: text to ids and back, saved and loaded as a standard `tokenizer.json`.
 ///
 /// It wraps a [`tokenizers::Tokenizer`], reachable through [`Tokenizer::as_hf`], so that every
@@ -58,6 +69,33 @@ impl Tokenizer {
     /// Errors as for [`Tokenizer::build_char`].
     pub fn build_word(texts: &[&str], options: &WordOptions) -> Result<Tokenizer> {
         Ok(Self::from_hf(words::build(texts, options)?))
+    }
+
+    /// The tokenizer a setting names: `char` and `word` build one from `texts` with `vocab`'s options
+    /// (see [`Tokenizer::build_char`] and [`Tokenizer::build_word`]); anything else is the path of a
+    /// `tokenizer.json` to load ([`Tokenizer::from_file`]). What every pipeline's `--tokenizer` means.
+    pub fn build_named(name: &str, texts: &[&str], vocab: &VocabOptions) -> Result<Tokenizer> {
+        match name {
+            "char" => Tokenizer::build_char(
+                texts,
+                &CharOptions {
+                    lowercase: vocab.lowercase,
+                    min_freq: vocab.min_freq,
+                    max_size: vocab.max_size,
+                    ..CharOptions::default()
+                },
+            ),
+            "word" => Tokenizer::build_word(
+                texts,
+                &WordOptions {
+                    lowercase: vocab.lowercase,
+                    min_freq: vocab.min_freq,
+                    max_size: vocab.max_size,
+                    ..WordOptions::default()
+                },
+            ),
+            path => Tokenizer::from_file(Path::new(path)),
+        }
     }
 
     /// Loads a `tokenizer.json`: one saved by seqlab, or any other (BPE, WordPiece, ...), as it is.

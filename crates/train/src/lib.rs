@@ -47,25 +47,33 @@ mod error;
 mod init;
 mod lm;
 pub mod metrics;
-mod model_dir;
+pub mod model_dir;
 mod optim;
+pub mod pipeline;
 mod schedule;
 mod trainer;
 pub mod translate;
 
 pub use atomic::{write_atomically, write_bytes_atomically};
-pub use caption::{load_captioner, train_captioner, CaptionTrainConfig, LoadedCaptioner};
+pub use caption::{
+    load_captioner, train_captioner, CaptionPipeline, CaptionTrainConfig, LoadedCaptioner,
+};
 pub use classify::{
-    load_classifier, train_classifier, ClassificationMetrics, ClassifyTrainConfig, LoadedClassifier,
+    load_classifier, train_classifier, ClassificationMetrics, ClassifyPipeline,
+    ClassifyTrainConfig, LoadedClassifier,
 };
 pub use error::{Error, Result};
 pub use init::seeded_var_builder;
 pub use lm::{
     cross_entropy, eval_rows, evaluate, load_lm, read_config, train_lm, unigram_loss, Decoding,
-    Evaluation, Generated, LmDirConfig, LmTrainConfig, LmTrainReport, LoadedLm, EVAL_ROW_TOKENS,
-    FORMAT, TASK,
+    Evaluation, Generated, LmDirConfig, LmPipeline, LmTrainConfig, LmTrainReport, LoadedLm,
+    EVAL_ROW_TOKENS, TASK,
 };
+pub use model_dir::{ModelDir, FORMAT};
 pub use optim::{clip_factor, AdamW, AdamWConfig};
+pub use pipeline::{Loaded, Pipeline};
 pub use schedule::Schedule;
 pub use trainer::{train, LoopConfig, NonFinite, RunOptions, Stopped, Task, TrainSummary};
-pub use translate::{load_translator, train_translator, LoadedTranslator, TranslateTrainConfig};
+pub use translate::{
+    load_translator, train_translator, LoadedTranslator, TranslatePipeline, TranslateTrainConfig,
+};

@@ -10,14 +10,16 @@
 //! Rows past their length keep their state: their outputs are zero, their activations are zero, and the
 //! backward pass carries their gradients through unchanged — PyTorch's packed sequences, without packing.
 
-use super::cell_math::{backward_row, forward_row};
 use super::gemm::{matmul, MatRef};
-use crate::CellKind;
+use crate::cells::Gates;
 
 /// Sizes shared by every block of one call.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Dims {
-    pub cell: CellKind,
+    /// Gate blocks of the cell.
+    pub gates: usize,
+    /// Final-state slots after the outputs in `res`: 2 with a cell tensor `c`, else 1.
+    pub slots: usize,
     pub seq: usize,
     pub hidden: usize,
     /// Processes time from the end of each row backwards.
@@ -25,16 +27,22 @@ pub(crate) struct Dims {
 }
 
 impl Dims {
+    /// The sizes of a cell of gate math `G`.
+    pub fn of<G: Gates>(seq: usize, hidden: usize, reverse: bool) -> Dims {
+        Dims {
+            gates: G::GATES,
+            slots: if G::CELL_STATE { 2 } else { 1 },
+            seq,
+            hidden,
+            reverse,
+        }
+    }
     pub fn gh(&self) -> usize {
-        self.cell.gates() * self.hidden
+        self.gates * self.hidden
     }
     /// Final-state slots after the outputs in `res`.
     pub fn state_slots(&self) -> usize {
-        if self.cell.has_cell_state() {
-            2
-        } else {
-            1
-        }
+        self.slots
     }
     fn time(&self, step: usize) -> usize {
         if self.reverse {
@@ -84,7 +92,7 @@ fn valid(lengths: Option<&[usize]>, row: usize, t: usize) -> bool {
 
 multiversion! {
     /// Forward over all steps for one block of `rows` batch rows. `h0`/`c0` (rows, H) are the initial state.
-    fn forward_block => forward_block_impl(
+    fn forward_block<G: Gates> => forward_block_impl(
         d: Dims,
         rows: usize,
         lengths: Option<&[usize]>,
@@ -101,7 +109,7 @@ multiversion! {
     /// Backward over all steps for one block. `dres` (rows, seq + S, H) is the gradient of `res`. Writes `dxp`
     /// (rows, seq, G·H) and, for a GRU, `dph` (rows, seq, G·H; empty otherwise: it equals `dxp`), and the
     /// gradients of the initial `h` and `c` (rows, H) each.
-    fn backward_block => backward_block_impl(
+    fn backward_block<G: Gates> => backward_block_impl(
         d: Dims,
         rows: usize,
         lengths: Option<&[usize]>,
@@ -119,7 +127,7 @@ multiversion! {
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn forward_block_impl(
+fn forward_block_impl<G: Gates>(
     d: Dims,
     rows: usize,
     lengths: Option<&[usize]>,
@@ -132,7 +140,7 @@ fn forward_block_impl(
 ) {
     let (seq, hid, gh, slots) = (d.seq, d.hidden, d.gh(), d.state_slots());
     let mut h = h0.to_vec();
-    let mut c = if d.cell.has_cell_state() {
+    let mut c = if G::CELL_STATE {
         c0.to_vec()
     } else {
         vec![0.0; rows * hid]
@@ -174,8 +182,7 @@ fn forward_block_impl(
                     *p += b;
                 }
             }
-            forward_row(
-                d.cell,
+            G::forward_row(
                 pxrow,
                 phrow,
                 hrow,
@@ -198,7 +205,7 @@ fn forward_block_impl(
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn backward_block_impl(
+fn backward_block_impl<G: Gates>(
     d: Dims,
     rows: usize,
     lengths: Option<&[usize]>,
@@ -253,8 +260,7 @@ fn backward_block_impl(
             } else {
                 &mut scratch_dph[..]
             };
-            backward_row(
-                d.cell,
+            G::backward_row(
                 &dh_total,
                 &mut dc[b * hid..(b + 1) * hid],
                 &saved.acts[at * gh..(at + 1) * gh],

@@ -18,23 +18,24 @@
 
 /// Compiles `$name` three times over the `#[inline(always)]` body `$body`: for AVX-512, for AVX2 with FMA,
 /// and for the baseline, and picks one at run time, so that the element-wise loops vectorise as wide as the
-/// CPU allows while the binary runs on any x86-64 (and any other architecture).
+/// CPU allows while the binary runs on any x86-64 (and any other architecture). A generic parameter (a
+/// cell's gate math) is passed through to the body, which is then compiled three times per cell.
 macro_rules! multiversion {
-    ($(#[$doc:meta])* fn $name:ident => $body:ident ( $($arg:ident : $ty:ty),* $(,)? )) => {
+    ($(#[$doc:meta])* fn $name:ident $(<$g:ident: $bound:path>)? => $body:ident ( $($arg:ident : $ty:ty),* $(,)? )) => {
         $(#[$doc])*
         #[allow(clippy::too_many_arguments)]
-        pub(crate) fn $name($($arg: $ty),*) {
+        pub(crate) fn $name$(<$g: $bound>)?($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
                 #[allow(clippy::too_many_arguments)]
-                fn v4($($arg: $ty),*) {
-                    $body($($arg),*)
+                fn v4$(<$g: $bound>)?($($arg: $ty),*) {
+                    $body$(::<$g>)?($($arg),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
                 #[allow(clippy::too_many_arguments)]
-                fn v3($($arg: $ty),*) {
-                    $body($($arg),*)
+                fn v3$(<$g: $bound>)?($($arg: $ty),*) {
+                    $body$(::<$g>)?($($arg),*)
                 }
                 if std::is_x86_feature_detected!("avx512f")
                     && std::is_x86_feature_detected!("avx512vl")
@@ -42,25 +43,25 @@ macro_rules! multiversion {
                     && std::is_x86_feature_detected!("avx512bw")
                 {
                     // SAFETY: the CPU has every feature `v4` is compiled for.
-                    return unsafe { v4($($arg),*) };
+                    return unsafe { v4$(::<$g>)?($($arg),*) };
                 }
                 if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
                     // SAFETY: the CPU has every feature `v3` is compiled for.
-                    return unsafe { v3($($arg),*) };
+                    return unsafe { v3$(::<$g>)?($($arg),*) };
                 }
             }
-            $body($($arg),*)
+            $body$(::<$g>)?($($arg),*)
         }
     };
 }
 
-mod cell_math;
 mod gemm;
 mod head_loss;
 mod kernel;
+pub(crate) mod lanes;
 mod linear;
 mod loss;
-mod math;
+pub(crate) mod math;
 mod pool;
 pub(crate) mod step;
 
@@ -70,60 +71,50 @@ pub use loss::cross_entropy;
 
 use std::sync::{Arc, Mutex};
 
-use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 
-use crate::cell::DirectionWeights;
-use crate::{CellKind, Recurrent, State};
+use crate::cell::{CellState, LayerInput};
+use crate::cells::{DirectionWeights, Gates};
 use kernel::{backward_block, forward_block, Dims, HiddenWeights, SavedMut, SavedRef};
 
-/// What layer 0 reads.
-#[derive(Debug, Clone)]
-pub(crate) enum FirstInput {
-    /// A dense (batch, seq, input) tensor.
-    Dense,
-    /// Token ids (batch, seq) u32 standing for one-hot rows of width `input_size`.
-    OneHot,
-    /// Token ids (batch, seq) u32 looked up in this embedding table (vocab, input_size).
-    Embedded(Tensor),
-}
-
-/// Runs `forward` on the fused kernels when the input is f32 (or token ids) on the CPU, else on the
-/// composite path.
-pub(crate) fn forward(
-    rnn: &Recurrent,
-    xs: &Tensor,
-    first: FirstInput,
-    lengths: Option<&[usize]>,
-    init: Option<&State>,
-    train: crate::LayerDropout,
-) -> Result<(Tensor, State)> {
-    if !(xs.device().is_cpu() && matches!(xs.dtype(), DType::F32 | DType::U32)) {
-        return rnn.forward_composite(xs, lengths, init, train);
-    }
-    let cell = rnn.config().cell;
-    let lengths: Option<Arc<[usize]>> = lengths.map(Arc::from);
-    rnn.run_layers(xs, init, train, |w, layer_in, h0, c0, reverse| {
-        let table = if layer_in.dtype() == DType::U32 {
-            // Layer 0 over token ids: the input projection of every possible token, looked up per step.
-            Some(match &first {
-                FirstInput::Embedded(e) => crate::linear(e, &w.w_ih, w.b_ih.as_ref())?,
-                _ => match &w.b_ih {
-                    Some(b) => w.w_ih.t()?.broadcast_add(b)?,
-                    None => w.w_ih.t()?,
-                },
-            })
-        } else {
-            None
-        };
-        run_direction(cell, w, layer_in, table, lengths.clone(), h0, c0, reverse)
-    })
+/// One layer in one direction of a classic cell `G` on the fused kernels: `input` is the layer's input,
+/// dense or (layer 0) token ids whose projected inputs are rows of a table (vocab, G·H).
+pub(crate) fn forward<G: Gates>(
+    w: &DirectionWeights,
+    input: &LayerInput<'_>,
+    lengths: Option<Arc<[usize]>>,
+    init: &CellState,
+    reverse: bool,
+) -> Result<(Tensor, CellState)> {
+    // Over token ids: the input projection of every possible token, looked up per step.
+    let (xs, table) = match *input {
+        LayerInput::Dense(xs) => (xs, None),
+        LayerInput::Embedded { ids, table } => {
+            (ids, Some(crate::linear(table, &w.w_ih, w.b_ih.as_ref())?))
+        }
+        LayerInput::OneHot(ids) => (
+            ids,
+            Some(match &w.b_ih {
+                Some(b) => w.w_ih.t()?.broadcast_add(b)?,
+                None => w.w_ih.t()?,
+            }),
+        ),
+    };
+    let (outputs, h, c) =
+        run_direction::<G>(w, xs, table, lengths, &init.h, init.memory.first(), reverse)?;
+    Ok((
+        outputs,
+        CellState {
+            h,
+            memory: c.into_iter().collect(),
+        },
+    ))
 }
 
 /// One direction of one layer. With `table` (vocab, G·H), `xs` holds token ids and step t of row b reads
 /// table row ids[b, t] as its projected input; otherwise `xs` is the dense layer input.
 #[allow(clippy::too_many_arguments)]
-fn run_direction(
-    cell: CellKind,
+fn run_direction<G: Gates>(
     w: &DirectionWeights,
     xs: &Tensor,
     table: Option<Tensor>,
@@ -158,22 +149,18 @@ fn run_direction(
             (Input::Dense(w.w_ih.dim(1)?), xs.contiguous()?, packed)
         }
     };
-    let op = RecurrenceOp {
-        dims: Dims {
-            cell,
-            seq,
-            hidden,
-            reverse,
-        },
+    let op = RecurrenceOp::<G> {
+        dims: Dims::of::<G>(seq, hidden, reverse),
         input,
         has_bias: w.b_hh.is_some(),
         lengths,
         saved: Mutex::new(None),
+        gates: std::marker::PhantomData,
     };
     let res = arg1.apply_op3_arc(&packed, &state0, Arc::new(Box::new(op)))?;
     let outputs = res.narrow(1, 0, seq)?;
     let h = res.narrow(1, seq, 1)?.squeeze(1)?;
-    let c = if cell.has_cell_state() {
+    let c = if G::CELL_STATE {
         Some(res.narrow(1, seq + 1, 1)?.squeeze(1)?)
     } else {
         None
@@ -213,13 +200,15 @@ enum Input {
     Table(Arc<[u32]>),
 }
 
-/// The recurrence of one layer in one direction as a candle custom op (see the module doc).
-struct RecurrenceOp {
+/// The recurrence of one layer in one direction of a classic cell `G` as a candle custom op (see the
+/// module doc).
+struct RecurrenceOp<G: Gates> {
     dims: Dims,
     input: Input,
     has_bias: bool,
     lengths: Option<Arc<[usize]>>,
     saved: Mutex<Option<Saved>>,
+    gates: std::marker::PhantomData<G>,
 }
 
 /// The data of a contiguous CPU operand of a fused op; `what` names it in the error.
@@ -267,7 +256,7 @@ fn poisoned<T>(_: T) -> candle_core::Error {
     candle_core::Error::Msg("the fused recurrence's saved state is poisoned".into())
 }
 
-impl RecurrenceOp {
+impl<G: Gates> RecurrenceOp<G> {
     /// Columns of W_ih in the packed weights: the input width, or none with a table.
     fn x_cols(&self) -> usize {
         match self.input {
@@ -297,7 +286,7 @@ impl RecurrenceOp {
     }
 }
 
-impl CustomOp3 for RecurrenceOp {
+impl<G: Gates> CustomOp3 for RecurrenceOp<G> {
     fn name(&self) -> &'static str {
         "seqlab-fused-recurrence"
     }
@@ -376,14 +365,12 @@ impl CustomOp3 for RecurrenceOp {
             bias: b_hh.as_deref(),
             bias_x: b_ih.as_deref(),
         };
-        let lstm = d.cell.has_cell_state();
-        let gru = d.cell == CellKind::Gru;
         let mut res = vec![0.0f32; batch * (seq + slots) * hid];
         let mut saved = Saved {
             acts: pool::take(bt * gh),
             hprev: pool::take(bt * hid),
-            cprev: pool::take(if lstm { bt * hid } else { 0 }),
-            aux: pool::take(if lstm || gru { bt * hid } else { 0 }),
+            cprev: pool::take(if G::CELL_STATE { bt * hid } else { 0 }),
+            aux: pool::take(if G::AUX { bt * hid } else { 0 }),
         };
         let (h0, c0) = state0.split_at(batch * hid);
         let gather = match &self.input {
@@ -405,7 +392,7 @@ impl CustomOp3 for RecurrenceOp {
             for (i, ((((xp, res), acts), hprev), h0)) in blocks {
                 let n = h0.len() / hid;
                 let lengths = self.lengths.as_deref().map(|l| &l[i * rows..i * rows + n]);
-                let c0 = if lstm {
+                let c0 = if G::CELL_STATE {
                     &c0[i * rows * hid..(i * rows + n) * hid]
                 } else {
                     &[][..]
@@ -425,7 +412,7 @@ impl CustomOp3 for RecurrenceOp {
                             row.copy_from_slice(&table[id as usize * gh..(id as usize + 1) * gh]);
                         }
                     }
-                    forward_block(d, n, lengths, xp, weights, h0, c0, res, saved)
+                    forward_block::<G>(d, n, lengths, xp, weights, h0, c0, res, saved)
                 });
             }
         });
@@ -472,9 +459,8 @@ impl CustomOp3 for RecurrenceOp {
             bias: None,
             bias_x: None,
         };
-        let gru = d.cell == CellKind::Gru;
         let mut dxp = pool::take(bt * gh);
-        let mut dph = pool::take(if gru { bt * gh } else { 0 });
+        let mut dph = pool::take(if G::SEPARATE_DPH { bt * gh } else { 0 });
         let mut dh0 = vec![0.0f32; batch * hid];
         let mut dc0 = vec![0.0f32; if slots == 2 { batch * hid } else { 0 }];
         let rows = block_rows(batch);
@@ -510,7 +496,7 @@ impl CustomOp3 for RecurrenceOp {
                 let (db_x, db_h) = db_blocks.next().unwrap_or_default().split_at_mut(bias_len);
                 let weights = &weights;
                 scope.spawn(move || {
-                    backward_block(
+                    backward_block::<G>(
                         d, n, lengths, weights, saved, dres, dxp, dph, dh0, dc0, db_x, db_h,
                     )
                 });
@@ -520,7 +506,7 @@ impl CustomOp3 for RecurrenceOp {
 
         // Every weight gradient is one product over all batch·seq rows: dW_ih = dxpᵀ·xs,
         // dW_hh = dphᵀ·h_prev (dph is dxp but for a GRU's candidate block); the biases are column sums.
-        let dph_all: &[f32] = if gru { &dph } else { &dxp };
+        let dph_all: &[f32] = if G::SEPARATE_DPH { &dph } else { &dxp };
         let mut dw = vec![0.0f32; gh * ldp];
         // dW_hh = dphᵀ·h_prev over all batch·seq rows; the biases' gradients are the summed columns.
         gemm::matmul(

@@ -1,6 +1,6 @@
-//! One time step of a one-directional stack for decoding, on raw buffers: no graph, no copies of the
-//! weights, one pass over each weight matrix per step (matrix-vector products, each weight row kept in L1
-//! while it meets every batch row).
+//! One time step of a classic cell for decoding, on raw buffers: no graph, no copies of the weights, one pass
+//! over each weight matrix per step (matrix-vector products, each weight row kept in L1 while it meets every
+//! batch row).
 //!
 //! Used only when nothing asks for gradients (no input, state or weight is a variable or the result of a
 //! tracked op), which is how models loaded for generation and beam search run; otherwise the composite step
@@ -8,22 +8,19 @@
 
 use candle_core::{bail, DType, Result, Storage, Tensor};
 
-use super::cell_math::forward_row;
-use crate::cell::DirectionWeights;
-use crate::{CellKind, State};
+use crate::cell::CellState;
+use crate::cells::{DirectionWeights, Gates};
 
 /// Whether [`step`] can serve this call.
-pub(crate) fn applies(x: &Tensor, state: &State, weights: &[DirectionWeights]) -> bool {
+pub(crate) fn applies(x: &Tensor, state: &CellState, w: &DirectionWeights) -> bool {
     let plain = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32 && !t.track_op();
     plain(x)
         && plain(&state.h)
-        && state.c.as_ref().is_none_or(plain)
-        && weights.iter().all(|w| {
-            plain(&w.w_ih)
-                && plain(&w.w_hh)
-                && w.b_ih.as_ref().is_none_or(plain)
-                && w.b_hh.as_ref().is_none_or(plain)
-        })
+        && state.memory.iter().all(plain)
+        && plain(&w.w_ih)
+        && plain(&w.w_hh)
+        && w.b_ih.as_ref().is_none_or(plain)
+        && w.b_hh.as_ref().is_none_or(plain)
 }
 
 /// A contiguous f32 copy-free view of `t`'s data, handed to `f`.
@@ -116,73 +113,59 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// See the module doc. `x` (batch, input); returns the last layer's h (batch, hidden) and the next state.
-pub(crate) fn step(
-    cell: CellKind,
+/// See the module doc. `x` (batch, input) and the cell's state → the next state (its `h` the output).
+pub(crate) fn step<G: Gates>(
+    w: &DirectionWeights,
     hidden: usize,
-    weights: &[DirectionWeights],
     x: &Tensor,
-    state: &State,
-) -> Result<(Tensor, State)> {
+    state: &CellState,
+) -> Result<CellState> {
     let batch = x.dim(0)?;
-    let gh = cell.gates() * hidden;
-    let layers = weights.len();
-    let lstm = cell.has_cell_state();
-    let mut h_all = with_data(&state.h.contiguous()?, <[f32]>::to_vec)?;
-    let mut c_all = match &state.c {
-        Some(c) => with_data(&c.contiguous()?, <[f32]>::to_vec)?,
-        None => vec![0.0; layers * batch * hidden],
+    let gh = G::GATES * hidden;
+    let mut h = with_data(&state.h.contiguous()?, <[f32]>::to_vec)?;
+    let mut c = match state.memory.first() {
+        Some(c) if G::CELL_STATE => with_data(&c.contiguous()?, <[f32]>::to_vec)?,
+        _ => vec![0.0; batch * hidden],
     };
-    let mut input = with_data(&x.contiguous()?, <[f32]>::to_vec)?;
+    let input = with_data(&x.contiguous()?, <[f32]>::to_vec)?;
     let (mut px, mut ph) = (vec![0.0f32; batch * gh], vec![0.0f32; batch * gh]);
-    let (mut acts, mut cprev, mut aux) =
-        (vec![0.0f32; gh], vec![0.0f32; hidden], vec![0.0f32; hidden]);
-    for (layer, w) in weights.iter().enumerate() {
-        let in_width = w.w_ih.dim(1)?;
-        let b_ih = w
-            .b_ih
-            .as_ref()
-            .map(|b| with_data(b, <[f32]>::to_vec))
-            .transpose()?;
-        let b_hh = w
-            .b_hh
-            .as_ref()
-            .map(|b| with_data(b, <[f32]>::to_vec))
-            .transpose()?;
-        with_data(&w.w_ih, |w_ih| {
-            matvec(w_ih, in_width, b_ih.as_deref(), &input, &mut px, gh)
-        })?;
-        let base = layer * batch * hidden;
-        let h = &mut h_all[base..base + batch * hidden];
-        with_data(&w.w_hh, |w_hh| {
-            matvec(w_hh, hidden, b_hh.as_deref(), h, &mut ph, gh)
-        })?;
-        let c = &mut c_all[base..base + batch * hidden];
-        for b in 0..batch {
-            forward_row(
-                cell,
-                &px[b * gh..(b + 1) * gh],
-                &ph[b * gh..(b + 1) * gh],
-                &mut h[b * hidden..(b + 1) * hidden],
-                &mut c[b * hidden..(b + 1) * hidden],
-                &mut acts,
-                &mut cprev[..if lstm { hidden } else { 0 }],
-                &mut aux[..if lstm || cell == CellKind::Gru {
-                    hidden
-                } else {
-                    0
-                }],
-            );
-        }
-        input = h.to_vec();
+    let mut acts = vec![0.0f32; gh];
+    let mut cprev = vec![0.0f32; if G::CELL_STATE { hidden } else { 0 }];
+    let mut aux = vec![0.0f32; if G::AUX { hidden } else { 0 }];
+    let in_width = w.w_ih.dim(1)?;
+    let b_ih = w
+        .b_ih
+        .as_ref()
+        .map(|b| with_data(b, <[f32]>::to_vec))
+        .transpose()?;
+    let b_hh = w
+        .b_hh
+        .as_ref()
+        .map(|b| with_data(b, <[f32]>::to_vec))
+        .transpose()?;
+    with_data(&w.w_ih, |w_ih| {
+        matvec(w_ih, in_width, b_ih.as_deref(), &input, &mut px, gh)
+    })?;
+    with_data(&w.w_hh, |w_hh| {
+        matvec(w_hh, hidden, b_hh.as_deref(), &h, &mut ph, gh)
+    })?;
+    for b in 0..batch {
+        G::forward_row(
+            &px[b * gh..(b + 1) * gh],
+            &ph[b * gh..(b + 1) * gh],
+            &mut h[b * hidden..(b + 1) * hidden],
+            &mut c[b * hidden..(b + 1) * hidden],
+            &mut acts,
+            &mut cprev,
+            &mut aux,
+        );
     }
     let dev = x.device();
-    let y = Tensor::from_vec(input, (batch, hidden), dev)?;
-    let h = Tensor::from_vec(h_all, (layers, batch, hidden), dev)?;
-    let c = if lstm {
-        Some(Tensor::from_vec(c_all, (layers, batch, hidden), dev)?)
+    let h = Tensor::from_vec(h, (batch, hidden), dev)?;
+    let memory = if G::CELL_STATE {
+        vec![Tensor::from_vec(c, (batch, hidden), dev)?]
     } else {
-        None
+        Vec::new()
     };
-    Ok((y, State { h, c }))
+    Ok(CellState { h, memory })
 }

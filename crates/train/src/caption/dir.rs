@@ -3,35 +3,23 @@
 use std::ops::ControlFlow;
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
+use candle_core::{Device, Tensor};
 use seqlab_data::{images_tensor, load_image, ImageOptions};
 use seqlab_decode::{beam_search, generate, BeamConfig, GenerateConfig, Sampling, StepModel};
-use seqlab_models::{Captioner, CaptionerConfig, Mode};
+use seqlab_models::{Captioner, Mode};
 use seqlab_tokenize::Tokenizer;
-use serde::{Deserialize, Serialize};
 
-use super::train::{CaptionTrainConfig, Specials};
-use super::CAPTION_TASK;
-use crate::checkpoint::load_tensors;
-use crate::error::{one_line, Error, Result};
+use super::CaptionPipeline;
+use crate::error::{Error, Result};
+use crate::model_dir::{framing, read_model_dir, ModelDir};
+use crate::pipeline::{load, Loaded};
 
 /// A captioner's `config.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CaptionDirConfig {
-    /// Always `seqlab/1`.
-    pub format: String,
-    /// Always `caption`.
-    pub task: String,
-    /// The model's shape.
-    pub model: CaptionerConfig,
-    /// How it was trained.
-    pub train: CaptionTrainConfig,
-}
+pub type CaptionDirConfig = ModelDir<CaptionPipeline>;
 
 /// Reads and checks `dir/config.json`: format `seqlab/1`, task `caption`.
 pub fn read_caption_config(dir: &Path) -> Result<CaptionDirConfig> {
-    crate::model_dir::read_dir_config(dir, CAPTION_TASK)
+    read_model_dir(dir)
 }
 
 /// How captions are decoded: greedy, or beam search of a width.
@@ -54,10 +42,8 @@ pub struct LoadedCaptioner {
     pub model: Captioner,
 }
 
-/// Loads a captioner's directory: `config.json`, `tokenizer.json` and `model.safetensors`, checking that
-/// they agree. Errors name the file and, for weights, the tensor.
-pub fn load_captioner(dir: &Path, device: &Device) -> Result<LoadedCaptioner> {
-    let config = read_caption_config(dir)?;
+/// `dir/tokenizer.json`, checked against the model's vocabulary.
+pub(super) fn read_tokenizer(dir: &Path, config: &CaptionDirConfig) -> Result<Tokenizer> {
     let tokenizer_path = dir.join("tokenizer.json");
     let tokenizer = Tokenizer::from_file(&tokenizer_path)?;
     if tokenizer.vocab_size() != config.model.vocab_size {
@@ -67,16 +53,20 @@ pub fn load_captioner(dir: &Path, device: &Device) -> Result<LoadedCaptioner> {
             model: config.model.vocab_size,
         });
     }
-    let weights_path = dir.join("model.safetensors");
-    let weights = load_tensors(&weights_path, device)?;
-    let vb = VarBuilder::from_tensors(weights, DType::F32, device);
-    let model = Captioner::new(&config.model, vb).map_err(|e| Error::Weights {
-        path: weights_path,
-        reason: one_line(e),
-    })?;
+    Ok(tokenizer)
+}
+
+/// Loads a captioner's directory: `config.json`, `tokenizer.json` and `model.safetensors`, checking that
+/// they agree. Errors name the file and, for weights, the tensor.
+pub fn load_captioner(dir: &Path, device: &Device) -> Result<LoadedCaptioner> {
+    let Loaded {
+        config,
+        artifacts,
+        model,
+    } = load::<CaptionPipeline>(dir, device)?;
     Ok(LoadedCaptioner {
         config,
-        tokenizer,
+        tokenizer: artifacts,
         model,
     })
 }
@@ -106,7 +96,7 @@ impl LoadedCaptioner {
         decoding: Decoding,
         max_words: usize,
     ) -> Result<Vec<String>> {
-        let specials = Specials::of(&self.tokenizer)?;
+        let specials = framing(&self.tokenizer, "a captioner's tokenizer")?;
         let mut banned = vec![specials.pad, specials.bos];
         banned.extend(self.tokenizer.unk_id());
         let size = self.config.model.encoder.image_size;

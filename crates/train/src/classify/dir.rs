@@ -1,36 +1,34 @@
 //! A classifier's directory: `config.json`, `tokenizer.json`, `labels.json`, `model.safetensors`; loading
 //! it, evaluating it on labelled data and predicting.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
+use candle_core::{Device, Tensor};
 use seqlab_data::{
     assign_labels, is_labelled_table, labelled_table_rows, read_labelled, sorted_batches,
     ColumnFlags, Example, Hub, LabelledFormat, LabelledRow, PaddedBatch, TextField,
 };
-use seqlab_models::{Classifier, ClassifierConfig, Mode};
+use seqlab_models::{Classifier, Mode};
 use seqlab_tokenize::Tokenizer;
-use serde::{Deserialize, Serialize};
 
 use super::metrics::ClassificationMetrics;
-use super::train::ClassifyTrainConfig;
-use super::TASK;
+use super::ClassifyPipeline;
 use crate::atomic::write_bytes_atomically;
-use crate::checkpoint::load_tensors;
 use crate::error::{one_line, Error, Result};
+use crate::model_dir::{read_model_dir, write_tokenizer, ModelDir};
+use crate::pipeline::{load, Loaded};
 
 /// A classifier's `config.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ClassifyDirConfig {
-    /// Always `seqlab/1`.
-    pub format: String,
-    /// Always `classify`.
-    pub task: String,
-    /// The model's shape.
-    pub model: ClassifierConfig,
-    /// How it was trained.
-    pub train: ClassifyTrainConfig,
+pub type ClassifyDirConfig = ModelDir<ClassifyPipeline>;
+
+/// What a classifier's directory holds beside `config.json` and the weights: `tokenizer.json` and
+/// `labels.json`.
+#[derive(Debug, Clone)]
+pub struct ClassifierFiles {
+    /// `tokenizer.json`.
+    pub tokenizer: Tokenizer,
+    /// `labels.json`: class `i` is `labels[i]`.
+    pub labels: Vec<String>,
 }
 
 /// Texts encoded for a classifier, with their class indices.
@@ -148,7 +146,7 @@ pub(crate) fn read_rows(
 /// Reads and checks `dir/config.json`: format `seqlab/1`, task `classify`. A directory of another task is
 /// [`Error::WrongTask`].
 pub fn read_config(dir: &Path) -> Result<ClassifyDirConfig> {
-    crate::model_dir::read_dir_config(dir, TASK)
+    read_model_dir(dir)
 }
 
 /// Writes `dir/labels.json`: the class names as a JSON array, class `i` at position `i`.
@@ -181,10 +179,8 @@ pub fn read_labels(dir: &Path) -> Result<Vec<String>> {
     Ok(labels)
 }
 
-/// `config.json`, `tokenizer.json` and `labels.json` of a classifier's directory, checked against each
-/// other.
-pub(crate) fn read_dir_files(dir: &Path) -> Result<(ClassifyDirConfig, Tokenizer, Vec<String>)> {
-    let config = read_config(dir)?;
+/// `tokenizer.json` and `labels.json` of a classifier's directory, checked against its `config.json`.
+pub(super) fn read_files(dir: &Path, config: &ClassifyDirConfig) -> Result<ClassifierFiles> {
     let tokenizer_path = dir.join("tokenizer.json");
     let tokenizer = Tokenizer::from_file(&tokenizer_path)?;
     if tokenizer.vocab_size() != config.model.vocab_size {
@@ -203,7 +199,13 @@ pub(crate) fn read_dir_files(dir: &Path) -> Result<(ClassifyDirConfig, Tokenizer
             config.model.num_classes
         )));
     }
-    Ok((config, tokenizer, labels))
+    Ok(ClassifierFiles { tokenizer, labels })
+}
+
+/// Writes `tokenizer.json` and `labels.json` into `dir`.
+pub(super) fn write_files(files: &ClassifierFiles, dir: &Path) -> Result<()> {
+    write_tokenizer(&files.tokenizer, &dir.join("tokenizer.json"))?;
+    write_labels(dir, &files.labels)
 }
 
 /// A classifier loaded from its directory.
@@ -222,18 +224,15 @@ pub struct LoadedClassifier {
 /// Loads a classifier's directory, checking that its files agree. Errors name the file and, for weights,
 /// the tensor; a directory of another task is [`Error::WrongTask`].
 pub fn load_classifier(dir: &Path, device: &Device) -> Result<LoadedClassifier> {
-    let (config, tokenizer, labels) = read_dir_files(dir)?;
-    let weights_path: PathBuf = dir.join("model.safetensors");
-    let weights = load_tensors(&weights_path, device)?;
-    let vb = VarBuilder::from_tensors(weights, DType::F32, device);
-    let model = Classifier::new(&config.model, vb).map_err(|e| Error::Weights {
-        path: weights_path,
-        reason: one_line(e),
-    })?;
+    let Loaded {
+        config,
+        artifacts,
+        model,
+    } = load::<ClassifyPipeline>(dir, device)?;
     Ok(LoadedClassifier {
         config,
-        tokenizer,
-        labels,
+        tokenizer: artifacts.tokenizer,
+        labels: artifacts.labels,
         model,
     })
 }

@@ -1,130 +1,26 @@
-//! Training a classifier: the labelled data, the tokenizer, the model, and the loop.
+//! Training a classifier: the labelled data, the tokenizer and labels, the loop's task, and what a run
+//! reports.
 
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
-use candle_nn::VarMap;
 use seqlab_data::{
-    assign_labels, bucket_batches, infer_labels, read_label_names, ColumnFlags, Example, LabelKind,
-    LabelledFormat, LabelledRow, PaddedBatch, TextField,
+    assign_labels, bucket_batches, infer_labels, read_label_names, Example, LabelKind, LabelledRow,
+    PaddedBatch,
 };
-use seqlab_models::{Classifier, ClassifierConfig, Mode};
-use seqlab_tokenize::{CharOptions, Tokenizer, WordOptions};
-use serde::{Deserialize, Serialize};
+use seqlab_models::{Classifier, Mode};
+use seqlab_tokenize::{Tokenizer, VocabOptions};
 
+use super::config::ClassifyTrainConfig;
 use super::dir::{
-    evaluate, load_classifier, read_rows, write_labels, ClassifyDirConfig, ClassifyEvaluation,
-    Encoded,
+    evaluate, load_classifier, read_rows, ClassifierFiles, ClassifyEvaluation, Encoded,
 };
-use super::TASK;
-use crate::atomic::write_bytes_atomically;
-use crate::error::{one_line, Error, Result};
-use crate::init::{fnv1a, seeded_var_builder};
-use crate::lm::FORMAT;
-use crate::trainer::{train, LoopConfig, RunOptions, Task, TrainSummary};
-
-/// How a classifier is trained: plain data, saved in `config.json` under `"train"`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ClassifyTrainConfig {
-    /// The training data: AG News CSV, `label<TAB>text` TSV, a `.parquet` file or a hub split
-    /// (`hf://datasets/OWNER/NAME[:SPLIT]`).
-    pub data: String,
-    /// A validation file; when `None`, `valid_fraction` of the training examples, per class.
-    pub valid: Option<String>,
-    /// The share of each class's training examples held out for validation when there is no validation
-    /// file (chosen from the seed). 0.1: enough to pick the best epoch, little taken from training. 0 means
-    /// no validation (the latest weights are kept).
-    pub valid_fraction: f64,
-    /// `agnews` or `tsv`; `None` picks by each file's extension (`.csv` is AG News).
-    pub format: Option<String>,
-    /// Which AG News columns make the text: `title`, `description` or `both`.
-    pub text: String,
-    /// The text column of tables (hub splits, `.parquet` files); `None`: the catalogue's column for the
-    /// dataset, else `text`. CSV and TSV files are read by `format` and do not use it.
-    pub text_column: Option<String>,
-    /// The label column of tables; `None`: the catalogue's column for the dataset, else `label`.
-    pub label_column: Option<String>,
-    /// A file of class names, one per line (class k of an AG News file is line k); `None` names the
-    /// classes by their numbers (AG News) or takes the distinct labels in sorted order (TSV).
-    pub labels: Option<String>,
-    /// `char`, `word`, or the path of a tokenizer.json.
-    pub tokenizer: String,
-    /// Lowercase the text (char and word tokenizers). Default true: a topic does not depend on capitals.
-    pub lowercase: bool,
-    /// Keep only tokens seen at least this often in the training texts; rarer ones become `<unk>`.
-    /// Default 2: a word seen once teaches nothing but noise (measured: better than 1 and 3 on BBC news).
-    pub min_freq: usize,
-    /// Keep at most this many tokens, specials included (char and word tokenizers).
-    pub max_vocab: Option<usize>,
-    /// Keep at most this many tokens of each text (the first ones); `None` keeps all.
-    pub max_len: Option<usize>,
-    /// Texts per batch. 32: small batches help a few thousand examples generalise.
-    pub batch: usize,
-    /// Weight each class's loss by `n / (classes * count)` (scikit-learn's "balanced"), so that rare classes
-    /// count as much as frequent ones.
-    pub balanced: bool,
-    /// The loop's settings. Here `eval_every` and `checkpoint_every` of 0 mean once per epoch (the default),
-    /// and the defaults are those measured on BBC news: peak learning rate 2e-2 (the embeddings of a few
-    /// thousand texts learn too slowly at the language model's 2e-3: 0.84 against 0.91 test accuracy),
-    /// weight decay 0.1, 10 epochs.
-    #[serde(flatten)]
-    pub optim: LoopConfig,
-}
-
-impl Default for ClassifyTrainConfig {
-    fn default() -> Self {
-        Self {
-            data: String::new(),
-            valid: None,
-            valid_fraction: 0.1,
-            format: None,
-            text: "both".to_string(),
-            text_column: None,
-            label_column: None,
-            labels: None,
-            tokenizer: "word".to_string(),
-            lowercase: true,
-            min_freq: 2,
-            max_vocab: None,
-            max_len: None,
-            batch: 32,
-            balanced: false,
-            optim: LoopConfig {
-                lr: 2e-2,
-                weight_decay: 0.1,
-                eval_every: 0,
-                checkpoint_every: 0,
-                epochs: Some(10),
-                ..LoopConfig::default()
-            },
-        }
-    }
-}
-
-impl ClassifyTrainConfig {
-    /// The format of `path`: the configured one, else by its extension.
-    pub fn format_of(&self, path: &Path) -> Result<LabelledFormat> {
-        match &self.format {
-            Some(name) => name.parse().map_err(Error::InvalidSetting),
-            None => Ok(LabelledFormat::detect(path)),
-        }
-    }
-
-    /// The AG News columns that make the text.
-    pub fn text_field(&self) -> Result<TextField> {
-        self.text.parse().map_err(Error::InvalidSetting)
-    }
-
-    /// The columns a table is read by: `text_column` and `label_column`.
-    pub fn columns(&self) -> ColumnFlags {
-        ColumnFlags {
-            text: self.text_column.clone(),
-            label: self.label_column.clone(),
-            ..ColumnFlags::default()
-        }
-    }
-}
+use super::ClassifyPipeline;
+use crate::error::{Error, Result};
+use crate::init::fnv1a;
+use crate::model_dir::ModelDir;
+use crate::pipeline::{Prepared, Trained};
+use crate::trainer::{Task, TrainSummary};
 
 /// One validation pass during training.
 #[derive(Debug, Clone, PartialEq)]
@@ -139,7 +35,7 @@ pub struct ValidRecord {
     pub macro_f1: f64,
 }
 
-/// What [`train_classifier`] reports beside the loop's summary.
+/// What [`super::train_classifier`] reports beside the loop's summary.
 #[derive(Debug, Clone)]
 pub struct ClassifyTrainReport {
     /// The loop's summary.
@@ -161,11 +57,11 @@ pub struct ClassifyTrainReport {
 }
 
 /// The classifier as a [`Task`] of the training loop.
-struct ClassifyTask<'a> {
-    model: &'a Classifier,
+pub struct ClassifyTask {
+    model: Classifier,
     train: Encoded,
     valid: Option<Encoded>,
-    labels: &'a [String],
+    labels: Vec<String>,
     batch: usize,
     seed: u64,
     pad: u32,
@@ -176,7 +72,16 @@ struct ClassifyTask<'a> {
     history: Vec<ValidRecord>,
 }
 
-impl Task for ClassifyTask<'_> {
+impl std::fmt::Debug for ClassifyTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClassifyTask")
+            .field("train_examples", &self.train.sequences.len())
+            .field("labels", &self.labels)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Task for ClassifyTask {
     fn batches_per_epoch(&self) -> usize {
         self.train.sequences.len().div_ceil(self.batch)
     }
@@ -213,7 +118,7 @@ impl Task for ClassifyTask<'_> {
         let Some(valid) = &self.valid else {
             return Ok(None);
         };
-        let eval = evaluate(self.model, valid, self.labels, self.batch)?;
+        let eval = evaluate(&self.model, valid, &self.labels, self.batch)?;
         self.history.push(ValidRecord {
             step: self.last_step,
             loss: eval.loss,
@@ -265,13 +170,11 @@ fn balanced_weights(labels: &[u32], classes: usize) -> Vec<f32> {
         .collect()
 }
 
-/// What a training run reads.
-struct Prepared {
-    tokenizer: Tokenizer,
-    labels: Vec<String>,
+/// The encoded training and validation examples of a run.
+#[derive(Debug)]
+pub struct ClassifyData {
     train: Encoded,
     valid: Option<Encoded>,
-    fingerprint: String,
 }
 
 /// Holds out `fraction` of each class's examples (at least one of a class with two or more, chosen from
@@ -323,30 +226,6 @@ fn split_per_class(
     ))
 }
 
-fn build_tokenizer(config: &ClassifyTrainConfig, texts: &[&str]) -> Result<Tokenizer> {
-    Ok(match config.tokenizer.as_str() {
-        "char" => Tokenizer::build_char(
-            texts,
-            &CharOptions {
-                lowercase: config.lowercase,
-                min_freq: config.min_freq,
-                max_size: config.max_vocab,
-                ..CharOptions::default()
-            },
-        )?,
-        "word" => Tokenizer::build_word(
-            texts,
-            &WordOptions {
-                lowercase: config.lowercase,
-                min_freq: config.min_freq,
-                max_size: config.max_vocab,
-                ..WordOptions::default()
-            },
-        )?,
-        path => Tokenizer::from_file(Path::new(path))?,
-    })
-}
-
 /// The labelled rows of one data source, how their labels are written, and its name for errors: the one
 /// place a training run reads labelled data (a hub split or a parquet file is read as a table, by the
 /// configured columns).
@@ -360,13 +239,13 @@ fn load_rows(
     Ok((rows, format.label_kind(), path.display().to_string()))
 }
 
-fn prepare(
+pub(super) fn prepare(
     config: &ClassifyTrainConfig,
-    saved: Option<(Tokenizer, Vec<String>)>,
-) -> Result<Prepared> {
+    saved: Option<ClassifierFiles>,
+) -> Result<Prepared<ClassifyPipeline>> {
     let (rows, train_kind, train_file) = load_rows(config, &config.data)?;
     let (saved_tokenizer, labels) = match saved {
-        Some((tokenizer, labels)) => (Some(tokenizer), labels),
+        Some(files) => (Some(files.tokenizer), files.labels),
         None => {
             let labels = match &config.labels {
                 Some(path) => read_label_names(Path::new(path))?,
@@ -399,7 +278,15 @@ fn prepare(
         Some(tokenizer) => tokenizer,
         None => {
             let texts: Vec<&str> = train.iter().map(|e| e.text.as_str()).collect();
-            build_tokenizer(config, &texts)?
+            Tokenizer::build_named(
+                &config.tokenizer,
+                &texts,
+                &VocabOptions {
+                    lowercase: config.lowercase,
+                    min_freq: config.min_freq,
+                    max_size: config.max_vocab,
+                },
+            )?
         }
     };
     let train = Encoded::new(&tokenizer, &train, config.max_len, &train_file)?;
@@ -423,189 +310,84 @@ fn prepare(
         }
         bytes.push(0xff);
     }
+    let description = format!(
+        "{} ({} training examples, {} validation examples, {} classes, vocabulary {})",
+        config.data,
+        train.sequences.len(),
+        valid.as_ref().map_or(0, |v| v.sequences.len()),
+        labels.len(),
+        tokenizer.vocab_size()
+    );
     Ok(Prepared {
         fingerprint: format!("{:016x}-{}", fnv1a(&bytes), train.sequences.len()),
-        tokenizer,
-        labels,
-        train,
-        valid,
+        artifacts: ClassifierFiles { tokenizer, labels },
+        data: ClassifyData { train, valid },
+        description,
     })
 }
 
-/// Trains a classifier into the model directory `out` (created if needed): writes `config.json`,
-/// `tokenizer.json` and `labels.json` first, then runs the loop ([`train`]) with a validation pass each
-/// epoch (unless `eval_every` says otherwise); `model.safetensors` keeps the weights of the best validation
-/// loss. `model.vocab_size` and `model.num_classes` are set from the tokenizer and the labels.
-///
-/// Without `options.resume`, `out` must not hold a model yet ([`Error::OutputExists`]). With it, the
-/// settings, tokenizer, labels and data come from `out`; `model` and `config` are ignored but for
-/// `config.optim.steps`, `epochs` and `patience`, which apply when set.
-pub fn train_classifier(
-    model: &ClassifierConfig,
-    config: &ClassifyTrainConfig,
-    out: &Path,
-    options: RunOptions<'_>,
-) -> Result<ClassifyTrainReport> {
-    let config_path = out.join("config.json");
-    let (mut dir_config, prepared) = if options.resume {
-        let loaded = super::dir::read_dir_files(out)?;
-        let mut saved = loaded.0;
-        let optim = &mut saved.train.optim;
-        if config.optim.steps.is_some() || config.optim.epochs.is_some() {
-            optim.steps = config.optim.steps;
-            optim.epochs = config.optim.epochs.or(optim.epochs);
-        }
-        optim.patience = config.optim.patience.or(optim.patience);
-        let prepared = prepare(&saved.train, Some((loaded.1, loaded.2)))?;
-        (saved, prepared)
-    } else {
-        if config_path.exists() {
-            return Err(Error::OutputExists {
-                dir: out.to_path_buf(),
-            });
-        }
-        let config = ClassifyTrainConfig {
-            data: absolute_path(&config.data),
-            valid: config.valid.as_deref().map(absolute_path),
-            labels: config.labels.as_deref().map(absolute_path),
-            tokenizer: match config.tokenizer.as_str() {
-                "char" | "word" => config.tokenizer.clone(),
-                path => absolute_path(path),
-            },
-            ..config.clone()
-        };
-        let prepared = prepare(&config, None)?;
-        let model = ClassifierConfig {
-            vocab_size: prepared.tokenizer.vocab_size(),
-            num_classes: prepared.labels.len(),
-            ..model.clone()
-        };
-        let dir_config = ClassifyDirConfig {
-            format: FORMAT.to_string(),
-            task: TASK.to_string(),
-            model,
-            train: config,
-        };
-        (dir_config, prepared)
-    };
-    let batches_per_epoch = prepared
-        .train
-        .sequences
-        .len()
-        .div_ceil(dir_config.train.batch.max(1));
-    let optim = &mut dir_config.train.optim;
-    if optim.eval_every == 0 {
-        optim.eval_every = batches_per_epoch.max(1);
-    }
-    if optim.checkpoint_every == 0 {
-        optim.checkpoint_every = batches_per_epoch.max(1);
-    }
-    if dir_config.train.batch == 0 {
-        return Err(Error::InvalidSetting(
-            "--batch must be at least 1".to_string(),
-        ));
-    }
-    dir_config.train.optim.validate()?;
-    std::fs::create_dir_all(out).map_err(Error::write(out))?;
-    let json = serde_json::to_string_pretty(&dir_config)
-        .map_err(|e| Error::InvalidSetting(e.to_string()))?;
-    write_bytes_atomically(&config_path, json.as_bytes()).map_err(Error::write(&config_path))?;
-    let tokenizer_path = out.join("tokenizer.json");
-    let tokenizer_json = prepared
-        .tokenizer
-        .as_hf()
-        .to_string(true)
-        .map_err(|e| Error::InvalidSetting(one_line(e)))?;
-    write_bytes_atomically(&tokenizer_path, tokenizer_json.as_bytes())
-        .map_err(Error::write(&tokenizer_path))?;
-    write_labels(out, &prepared.labels)?;
-
-    let train_config = &dir_config.train;
-    let parameters = dir_config.model.num_parameters();
-    if options.progress {
-        eprintln!(
-            "data: {} ({} training examples, {} validation examples, {} classes, vocabulary {}); model: {} parameters",
-            train_config.data,
-            prepared.train.sequences.len(),
-            prepared.valid.as_ref().map_or(0, |v| v.sequences.len()),
-            prepared.labels.len(),
-            prepared.tokenizer.vocab_size(),
-            parameters
-        );
-    }
-    let device = Device::Cpu;
-    let varmap = VarMap::new();
-    let model = Classifier::new(
-        &dir_config.model,
-        seeded_var_builder(&varmap, train_config.optim.seed, &device),
-    )?;
+/// The task of a run.
+pub(super) fn task(
+    model: Classifier,
+    config: &ModelDir<ClassifyPipeline>,
+    files: &ClassifierFiles,
+    data: ClassifyData,
+) -> Result<ClassifyTask> {
+    let train_config = &config.train;
     let class_weights = if train_config.balanced {
-        let w = balanced_weights(&prepared.train.labels, prepared.labels.len());
-        Some(Tensor::new(w, &device)?)
+        let w = balanced_weights(&data.train.labels, files.labels.len());
+        Some(Tensor::new(w, &Device::Cpu)?)
     } else {
         None
     };
-    let train_examples = prepared.train.sequences.len();
-    let valid_examples = prepared.valid.as_ref().map_or(0, |v| v.sequences.len());
-    let mut task = ClassifyTask {
-        model: &model,
-        train: prepared.train,
-        valid: prepared.valid,
-        labels: &prepared.labels,
+    Ok(ClassifyTask {
+        model,
+        train: data.train,
+        valid: data.valid,
+        labels: files.labels.clone(),
         batch: train_config.batch,
         seed: train_config.optim.seed,
-        pad: prepared.tokenizer.pad_id().unwrap_or(0),
+        pad: files.tokenizer.pad_id().unwrap_or(0),
         class_weights,
         batches: Vec::new(),
         epoch: 0,
         last_step: 0,
         history: Vec::new(),
-    };
-    let summary = train(
-        &mut task,
-        &varmap,
-        &train_config.optim,
-        out,
-        &prepared.fingerprint,
-        options,
-    )?;
+    })
+}
+
+/// The report of a finished run: the saved model (the best validation loss) measured on the validation
+/// data.
+pub(super) fn report(run: Trained<'_, ClassifyPipeline>) -> Result<ClassifyTrainReport> {
+    let task = run.task;
     let best = match &task.valid {
         Some(valid) => {
-            let loaded = load_classifier(out, &device)?;
+            let loaded = load_classifier(run.dir, &Device::Cpu)?;
             Some(evaluate(
                 &loaded.model,
                 valid,
-                &prepared.labels,
-                train_config.batch,
+                &task.labels,
+                run.config.train.batch,
             )?)
         }
         None => None,
     };
     Ok(ClassifyTrainReport {
-        summary,
-        labels: prepared.labels.clone(),
-        train_examples,
-        valid_examples,
-        vocab_size: prepared.tokenizer.vocab_size(),
-        parameters,
+        summary: run.summary,
+        labels: task.labels,
+        train_examples: task.train.sequences.len(),
+        valid_examples: task.valid.as_ref().map_or(0, |v| v.sequences.len()),
+        vocab_size: run.artifacts.tokenizer.vocab_size(),
+        parameters: run.parameters,
         history: task.history,
         best,
     })
 }
 
-/// A local path made absolute (canonical when it exists), so that `--resume` works from any directory.
-fn absolute_path(path: &str) -> String {
-    // Hub addresses (issue 11) are kept as they are.
-    if path.starts_with(seqlab_data::HUB_SCHEME) {
-        return path.to_string();
-    }
-    std::fs::canonicalize(path)
-        .or_else(|_| std::path::absolute(path))
-        .map_or_else(|_| path.to_string(), |p| p.display().to_string())
-}
-
 #[cfg(test)]
 mod tests {
+    use seqlab_data::ColumnFlags;
+
     use super::*;
 
     #[test]

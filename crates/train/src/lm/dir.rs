@@ -1,32 +1,20 @@
 //! A language model's directory: loading it, and measuring its loss on a text.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
+use candle_core::{Device, Tensor};
 use seqlab_cells::State;
 use seqlab_data::StreamBatches;
-use seqlab_models::{LanguageModel, LanguageModelConfig, Mode};
+use seqlab_models::{LanguageModel, Mode};
 use seqlab_tokenize::Tokenizer;
-use serde::{Deserialize, Serialize};
 
-use super::train::LmTrainConfig;
-use super::TASK;
-use crate::checkpoint::load_tensors;
-use crate::error::{one_line, Error, Result};
+use super::LmPipeline;
+use crate::error::{Error, Result};
+use crate::model_dir::{read_model_dir, ModelDir};
+use crate::pipeline::{load, Loaded};
 
 /// A language model's `config.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LmDirConfig {
-    /// Always [`FORMAT`](super::FORMAT).
-    pub format: String,
-    /// Always [`TASK`].
-    pub task: String,
-    /// The model's shape.
-    pub model: LanguageModelConfig,
-    /// How it was trained.
-    pub train: LmTrainConfig,
-}
+pub type LmDirConfig = ModelDir<LmPipeline>;
 
 /// A language model loaded from its directory.
 #[derive(Debug)]
@@ -100,34 +88,36 @@ pub fn evaluate(
 
 /// Reads and checks `dir/config.json`: format `seqlab/1`, task `lm`.
 pub fn read_config(dir: &Path) -> Result<LmDirConfig> {
-    crate::model_dir::read_dir_config(dir, TASK)
+    read_model_dir(dir)
 }
 
 /// Loads a language model's directory: `config.json`, `tokenizer.json` and `model.safetensors` (the best
 /// checkpoint), checking that they agree. Errors name the file and, for weights, the tensor.
 pub fn load_lm(dir: &Path, device: &Device) -> Result<LoadedLm> {
-    let config = read_config(dir)?;
+    let Loaded {
+        config,
+        artifacts,
+        model,
+    } = load::<LmPipeline>(dir, device)?;
+    Ok(LoadedLm {
+        config,
+        tokenizer: artifacts,
+        model,
+    })
+}
+
+/// `dir/tokenizer.json`, checked against the model's vocabulary.
+pub(super) fn read_tokenizer(dir: &Path, vocab_size: usize) -> Result<Tokenizer> {
     let tokenizer_path = dir.join("tokenizer.json");
     let tokenizer = Tokenizer::from_file(&tokenizer_path)?;
-    if tokenizer.vocab_size() != config.model.vocab_size {
+    if tokenizer.vocab_size() != vocab_size {
         return Err(Error::VocabMismatch {
             path: tokenizer_path,
             tokenizer: tokenizer.vocab_size(),
-            model: config.model.vocab_size,
+            model: vocab_size,
         });
     }
-    let weights_path: PathBuf = dir.join("model.safetensors");
-    let weights = load_tensors(&weights_path, device)?;
-    let vb = VarBuilder::from_tensors(weights, DType::F32, device);
-    let model = LanguageModel::new(&config.model, vb).map_err(|e| Error::Weights {
-        path: weights_path,
-        reason: one_line(e),
-    })?;
-    Ok(LoadedLm {
-        config,
-        tokenizer,
-        model,
-    })
+    Ok(tokenizer)
 }
 
 impl LoadedLm {

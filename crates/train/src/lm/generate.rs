@@ -54,7 +54,7 @@ impl LoadedLm {
         decoding: &Decoding,
         mut on_text: impl FnMut(&str),
     ) -> Result<Generated> {
-        let device = self.model.rnn().weights(0, 0).w_hh.device().clone();
+        let device = self.model.rnn().device().clone();
         let specials = self.tokenizer.specials();
         let prompt_ids = self.tokenizer.encode(prompt)?;
         let unknown_in_prompt = specials

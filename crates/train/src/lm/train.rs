@@ -1,84 +1,46 @@
-//! Training a language model: the corpus, the tokenizer, the model, and the loop.
+//! Training a language model: the corpus, the tokenizer, the loop's task, and what a run reports.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use candle_core::{Device, Tensor};
-use candle_nn::VarMap;
 use seqlab_cells::State;
 use seqlab_data::{load_corpus_with, split_tail, StreamBatches};
-use seqlab_models::{LanguageModel, LanguageModelConfig, Mode};
-use seqlab_tokenize::{CharOptions, Tokenizer, WordOptions};
-use serde::{Deserialize, Serialize};
+use seqlab_models::{LanguageModel, Mode};
+use seqlab_tokenize::{Tokenizer, VocabOptions};
 
-use super::dir::{eval_rows, evaluate, read_config, LmDirConfig};
-use super::{FORMAT, TASK};
-use crate::atomic::write_bytes_atomically;
-use crate::error::{one_line, Error, Result};
-use crate::init::{fnv1a, seeded_var_builder};
-use crate::trainer::{train, LoopConfig, NonFinite, RunOptions, Task, TrainSummary};
-
-/// How a language model is trained: plain data, saved in `config.json` under `"train"`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct LmTrainConfig {
-    /// Text files and `hf://datasets/...` files, joined in order; empty trains on the default book.
-    pub data: Vec<String>,
-    /// A validation file or hub split; when `None`, the last `valid_fraction` of the corpus.
-    pub valid: Option<String>,
-    /// The column holding the text in tables (hub splits, parquet, CSV, TSV files); `None`: the catalogue's
-    /// column for the dataset, else `text`.
-    pub text_column: Option<String>,
-    /// The tail of the corpus held out for validation when there is no validation file. 0.1: enough text
-    /// to measure the loss to two decimals, little taken from training.
-    pub valid_fraction: f64,
-    /// `char`, `word`, or the path of a tokenizer.json.
-    pub tokenizer: String,
-    /// Lowercase the text (char and word tokenizers).
-    pub lowercase: bool,
-    /// Keep only tokens seen at least this often (char and word tokenizers); rarer ones become `<unk>`.
-    pub min_freq: usize,
-    /// Keep at most this many tokens, specials included (char and word tokenizers).
-    pub max_vocab: Option<usize>,
-    /// Parallel rows of the token stream. 64: as the PyTorch reference; fills two cores' matrix units.
-    pub batch: usize,
-    /// Steps of backpropagation through time per batch. 100: long enough for words and phrases.
-    pub seq_len: usize,
-    /// The loop's settings.
-    #[serde(flatten)]
-    pub optim: LoopConfig,
-}
-
-impl Default for LmTrainConfig {
-    fn default() -> Self {
-        Self {
-            data: Vec::new(),
-            valid: None,
-            text_column: None,
-            valid_fraction: 0.1,
-            tokenizer: "char".to_string(),
-            lowercase: false,
-            min_freq: 1,
-            max_vocab: None,
-            batch: 64,
-            seq_len: 100,
-            optim: LoopConfig::default(),
-        }
-    }
-}
+use super::config::LmTrainConfig;
+use super::dir::{eval_rows, evaluate};
+use super::LmPipeline;
+use crate::error::{Error, Result};
+use crate::init::fnv1a;
+use crate::pipeline::{Prepared, Trained};
+use crate::trainer::{Task, TrainSummary};
 
 /// The language model as a [`Task`] of the training loop.
-struct LmTask<'a> {
-    model: &'a LanguageModel,
+pub struct LmTask {
+    model: LanguageModel,
     train: Vec<u32>,
     valid: Option<Vec<u32>>,
     start: Option<u32>,
-    config: &'a LmTrainConfig,
+    config: LmTrainConfig,
+    /// Names of the state's memory tensors beside `h` (an LSTM's `c`): the carry's names in a checkpoint.
+    memory: Vec<&'static str>,
+    /// Where the text came from.
+    source: String,
     batches: StreamBatches,
     state: Option<State>,
 }
 
-impl Task for LmTask<'_> {
+impl std::fmt::Debug for LmTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LmTask")
+            .field("train_tokens", &self.train.len())
+            .field("batches", &self.batches.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Task for LmTask {
     fn batches_per_epoch(&self) -> usize {
         self.batches.len()
     }
@@ -116,7 +78,7 @@ impl Task for LmTask<'_> {
         match &self.valid {
             Some(ids) => Ok(Some(
                 evaluate(
-                    self.model,
+                    &self.model,
                     ids,
                     self.start,
                     eval_rows(ids.len(), self.config.batch),
@@ -132,18 +94,29 @@ impl Task for LmTask<'_> {
         let mut carry = HashMap::new();
         if let Some(state) = &self.state {
             carry.insert("h".to_string(), state.h.clone());
-            if let Some(c) = &state.c {
-                carry.insert("c".to_string(), c.clone());
+            for (name, tensor) in self.memory.iter().zip(&state.memory) {
+                carry.insert(name.to_string(), tensor.clone());
             }
         }
         Ok(carry)
     }
 
     fn restore_carry(&mut self, carry: &HashMap<String, Tensor>) -> Result<()> {
-        self.state = carry.get("h").map(|h| State {
-            h: h.clone(),
-            c: carry.get("c").cloned(),
-        });
+        self.state = match carry.get("h") {
+            Some(h) => {
+                let memory = self
+                    .memory
+                    .iter()
+                    .map(|name| {
+                        carry.get(*name).cloned().ok_or_else(|| {
+                            Error::ResumeMismatch(format!("the checkpoint's carry has no {name}"))
+                        })
+                    })
+                    .collect::<Result<_>>()?;
+                Some(State::new(h.clone(), memory))
+            }
+            None => None,
+        };
         Ok(())
     }
 
@@ -154,16 +127,20 @@ impl Task for LmTask<'_> {
     }
 }
 
-/// What a training run reads: the tokenizer and the token streams.
-struct Prepared {
-    tokenizer: Tokenizer,
+/// The token streams of a run, and the corpus's name.
+#[derive(Debug)]
+pub struct LmData {
     train: Vec<u32>,
     valid: Option<Vec<u32>>,
-    fingerprint: String,
     description: String,
 }
 
-fn prepare(config: &LmTrainConfig, tokenizer: Option<Tokenizer>) -> Result<Prepared> {
+/// Reads the corpus (and the validation text or the corpus's tail), builds the tokenizer unless one is
+/// `saved`, and encodes both.
+pub(super) fn prepare(
+    config: &LmTrainConfig,
+    saved: Option<Tokenizer>,
+) -> Result<Prepared<LmPipeline>> {
     let hub = seqlab_data::Hub::from_env();
     let column = config.text_column.as_deref();
     let corpus = load_corpus_with(&hub, &config.data, column)?;
@@ -177,9 +154,17 @@ fn prepare(config: &LmTrainConfig, tokenizer: Option<Tokenizer>) -> Result<Prepa
             (train, valid.to_string())
         }
     };
-    let tokenizer = match tokenizer {
+    let tokenizer = match saved {
         Some(tokenizer) => tokenizer,
-        None => build_tokenizer(config, train_text)?,
+        None => Tokenizer::build_named(
+            &config.tokenizer,
+            &[train_text],
+            &VocabOptions {
+                lowercase: config.lowercase,
+                min_freq: config.min_freq,
+                max_size: config.max_vocab,
+            },
+        )?,
     };
     let train = tokenizer.encode(train_text)?;
     let valid = if valid_text.trim().is_empty() {
@@ -191,40 +176,68 @@ fn prepare(config: &LmTrainConfig, tokenizer: Option<Tokenizer>) -> Result<Prepa
     if let Some(valid) = &valid {
         bytes.extend(valid.iter().flat_map(|id| id.to_le_bytes()));
     }
+    let description = format!(
+        "{} ({} training tokens, {} validation tokens, vocabulary {})",
+        corpus.description,
+        train.len(),
+        valid.as_ref().map_or(0, Vec::len),
+        tokenizer.vocab_size()
+    );
     Ok(Prepared {
         fingerprint: format!("{:016x}-{}", fnv1a(&bytes), train.len()),
-        tokenizer,
-        train,
-        valid,
-        description: corpus.description,
+        artifacts: tokenizer,
+        description,
+        data: LmData {
+            train,
+            valid,
+            description: corpus.description,
+        },
     })
 }
 
-fn build_tokenizer(config: &LmTrainConfig, text: &str) -> Result<Tokenizer> {
-    Ok(match config.tokenizer.as_str() {
-        "char" => Tokenizer::build_char(
-            &[text],
-            &CharOptions {
-                lowercase: config.lowercase,
-                min_freq: config.min_freq,
-                max_size: config.max_vocab,
-                ..CharOptions::default()
-            },
-        )?,
-        "word" => Tokenizer::build_word(
-            &[text],
-            &WordOptions {
-                lowercase: config.lowercase,
-                min_freq: config.min_freq,
-                max_size: config.max_vocab,
-                ..WordOptions::default()
-            },
-        )?,
-        path => Tokenizer::from_file(Path::new(path))?,
+/// The task of a run: the streams laid out in batches, checked against the batch and sequence length
+/// (a text too short for one batch is an error here, before anything is written).
+pub(super) fn task(
+    model: LanguageModel,
+    config: &LmTrainConfig,
+    tokenizer: &Tokenizer,
+    data: LmData,
+) -> Result<LmTask> {
+    let start = tokenizer.bos_id();
+    if let Some(valid) = &data.valid {
+        StreamBatches::new(
+            valid,
+            start,
+            config.batch,
+            config.seq_len,
+            0,
+            "validation text",
+        )?;
+    }
+    let batches = StreamBatches::for_epoch(
+        &data.train,
+        start,
+        config.batch,
+        config.seq_len,
+        config.optim.seed,
+        0,
+        "training text",
+    )?;
+    let memory = model.rnn().memory().iter().map(|slot| slot.name).collect();
+    Ok(LmTask {
+        model,
+        train: data.train,
+        valid: data.valid,
+        start,
+        config: config.clone(),
+        memory,
+        source: data.description,
+        batches,
+        state: None,
     })
 }
 
-/// What [`train_lm`] reports beside the loop's summary.
+/// What [`super::train_lm`] reports beside the loop's summary.
 #[derive(Debug, Clone)]
 pub struct LmTrainReport {
     /// The loop's summary.
@@ -262,158 +275,22 @@ pub fn unigram_loss(train: &[u32], eval: &[u32], vocab_size: usize) -> f64 {
     sum / eval.len().max(1) as f64
 }
 
-/// Trains a language model into the model directory `out` (created if needed): writes `config.json` and
-/// `tokenizer.json` first, then runs the loop ([`train`]). `model.vocab_size` is set from the tokenizer.
-///
-/// Without `options.resume`, `out` must not hold a model yet ([`Error::OutputExists`]). With it, the
-/// settings, tokenizer and data come from `out/config.json` and `out/tokenizer.json`; `model` and `config`
-/// are ignored but for `config.optim.steps` and `config.optim.epochs`, which, when set, extend or shorten the
-/// run (unset, the run continues exactly as it was planned).
-pub fn train_lm(
-    model: &LanguageModelConfig,
-    config: &LmTrainConfig,
-    out: &Path,
-    options: RunOptions<'_>,
-) -> Result<LmTrainReport> {
-    let config_path = out.join("config.json");
-    let (dir_config, prepared) = if options.resume {
-        let mut saved = read_config(out)?;
-        let optim = &mut saved.train.optim;
-        optim.steps = config.optim.steps.or(optim.steps);
-        optim.epochs = config.optim.epochs.or(optim.epochs);
-        if config.optim.on_nonfinite == NonFinite::Skip {
-            optim.on_nonfinite = NonFinite::Skip;
-        }
-        let tokenizer_path = out.join("tokenizer.json");
-        let tokenizer = Tokenizer::from_file(&tokenizer_path)?;
-        let prepared = prepare(&saved.train, Some(tokenizer))?;
-        (saved, prepared)
-    } else {
-        if config_path.exists() {
-            return Err(Error::OutputExists {
-                dir: out.to_path_buf(),
-            });
-        }
-        config.optim.validate()?;
-        // Local paths are saved absolute, so that --resume works from any directory.
-        let config = &LmTrainConfig {
-            data: config
-                .data
-                .iter()
-                .map(|source| absolute_source(source))
-                .collect(),
-            valid: config.valid.as_deref().map(absolute_source),
-            ..config.clone()
-        };
-        let prepared = prepare(config, None)?;
-        let model = LanguageModelConfig {
-            vocab_size: prepared.tokenizer.vocab_size(),
-            ..model.clone()
-        };
-        let dir_config = LmDirConfig {
-            format: FORMAT.to_string(),
-            task: TASK.to_string(),
-            model,
-            train: config.clone(),
-        };
-        (dir_config, prepared)
-    };
-    let start = prepared.tokenizer.bos_id();
-    let train_config = &dir_config.train;
-    if let Some(valid) = &prepared.valid {
-        StreamBatches::new(
-            valid,
-            start,
-            train_config.batch,
-            train_config.seq_len,
-            0,
-            "validation text",
-        )?;
-    }
-    let batches = StreamBatches::for_epoch(
-        &prepared.train,
-        start,
-        train_config.batch,
-        train_config.seq_len,
-        train_config.optim.seed,
-        0,
-        "training text",
-    )?;
-    // The model is built before anything is written, so that bad settings leave no directory behind.
-    let device = Device::Cpu;
-    let varmap = VarMap::new();
-    let model = LanguageModel::new(
-        &dir_config.model,
-        seeded_var_builder(&varmap, dir_config.train.optim.seed, &device),
-    )?;
-    std::fs::create_dir_all(out).map_err(Error::write(out))?;
-    // config.json last: it marks a directory as holding a model, so everything it refers to exists first.
-    let tokenizer_path = out.join("tokenizer.json");
-    let tokenizer_json = prepared
-        .tokenizer
-        .as_hf()
-        .to_string(true)
-        .map_err(|e| Error::InvalidSetting(one_line(e)))?;
-    write_bytes_atomically(&tokenizer_path, tokenizer_json.as_bytes())
-        .map_err(Error::write(&tokenizer_path))?;
-    let json = serde_json::to_string_pretty(&dir_config)
-        .map_err(|e| Error::InvalidSetting(e.to_string()))?;
-    write_bytes_atomically(&config_path, json.as_bytes()).map_err(Error::write(&config_path))?;
-
-    if options.progress {
-        eprintln!(
-            "data: {} ({} training tokens, {} validation tokens, vocabulary {}); model: {} parameters",
-            prepared.description,
-            prepared.train.len(),
-            prepared.valid.as_ref().map_or(0, Vec::len),
-            prepared.tokenizer.vocab_size(),
-            dir_config.model.num_parameters()
-        );
-    }
-    let vocab_size = prepared.tokenizer.vocab_size();
-    let train_tokens = prepared.train.len();
-    let valid_tokens = prepared.valid.as_ref().map_or(0, Vec::len);
-    let unigram_valid_loss = prepared
-        .valid
-        .as_ref()
-        .map(|valid| unigram_loss(&prepared.train, valid, vocab_size));
-    let mut task = LmTask {
-        model: &model,
-        train: prepared.train,
-        valid: prepared.valid,
-        start,
-        config: train_config,
-        batches,
-        state: None,
-    };
-    let summary = train(
-        &mut task,
-        &varmap,
-        &train_config.optim,
-        out,
-        &prepared.fingerprint,
-        options,
-    )?;
+/// The report of a finished run.
+pub(super) fn report(run: Trained<'_, LmPipeline>) -> Result<LmTrainReport> {
+    let task = &run.task;
+    let vocab_size = run.artifacts.vocab_size();
     Ok(LmTrainReport {
-        summary,
-        data: prepared.description,
-        train_tokens,
-        valid_tokens,
+        data: task.source.clone(),
+        train_tokens: task.train.len(),
+        valid_tokens: task.valid.as_ref().map_or(0, Vec::len),
         vocab_size,
-        parameters: dir_config.model.num_parameters(),
-        unigram_valid_loss,
+        parameters: run.parameters,
+        unigram_valid_loss: task
+            .valid
+            .as_ref()
+            .map(|valid| unigram_loss(&task.train, valid, vocab_size)),
+        summary: run.summary,
     })
-}
-
-/// A data source with a local path made absolute (canonical when the file exists); hub addresses as
-/// they are.
-fn absolute_source(source: &str) -> String {
-    if source.starts_with(seqlab_data::HUB_SCHEME) {
-        return source.to_string();
-    }
-    std::fs::canonicalize(source)
-        .or_else(|_| std::path::absolute(source))
-        .map_or_else(|_| source.to_string(), |path| path.display().to_string())
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use candle_core::{Device, Tensor};
 use seqlab_data::Pair;
-use seqlab_tokenize::Tokenizer;
+use seqlab_tokenize::{Framing, Tokenizer};
 
 use crate::error::{Error, Result};
 
@@ -97,30 +97,11 @@ pub(crate) struct PairBatch {
     pub tokens: usize,
 }
 
-/// The special ids a batch needs.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Specials {
-    pub pad: u32,
-    pub bos: u32,
-    pub eos: u32,
-}
-
-impl Specials {
-    pub fn of(target: &Tokenizer) -> Result<Specials> {
-        match (target.pad_id(), target.bos_id(), target.eos_id()) {
-            (Some(pad), Some(bos), Some(eos)) => Ok(Specials { pad, bos, eos }),
-            _ => Err(Error::InvalidSetting(
-                "the target tokenizer needs the special tokens <pad>, <bos> and <eos>".to_string(),
-            )),
-        }
-    }
-}
-
 /// Pads the pairs `indices` of `pairs` into one batch.
 pub(crate) fn gather(
     pairs: &EncodedPairs,
     indices: &[usize],
-    specials: Specials,
+    specials: Framing,
     device: &Device,
 ) -> Result<PairBatch> {
     let batch = indices.len();
@@ -173,7 +154,7 @@ mod tests {
             lines: vec![1, 2],
             ..Default::default()
         };
-        let specials = Specials {
+        let specials = Framing {
             pad: 0,
             bos: 2,
             eos: 3,

@@ -3,32 +3,30 @@
 use std::ops::ControlFlow;
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
+use candle_core::{Device, Tensor};
 use seqlab_data::{sorted_batches, ColumnFlags, Pair};
 use seqlab_decode::{beam_search, generate, BeamConfig, GenerateConfig, Sampling};
-use seqlab_models::{Mode, Seq2Seq, Seq2SeqConfig, TeacherForcing};
+use seqlab_models::{Mode, Seq2Seq, TeacherForcing};
 use seqlab_tokenize::Tokenizer;
-use serde::{Deserialize, Serialize};
 
-use super::data::{encode_pairs, Specials};
-use super::train::{check_columns, read_pairs_from, TranslateTrainConfig};
-use super::{SOURCE_TOKENIZER, TARGET_TOKENIZER, TASK};
+use super::config::{check_columns, read_pairs_from, TranslateTrainConfig};
+use super::data::encode_pairs;
+use super::{TranslatePipeline, SOURCE_TOKENIZER, TARGET_TOKENIZER};
 use crate::bleu::{corpus_bleu_with, Bleu, BleuOptions};
-use crate::checkpoint::load_tensors;
-use crate::error::{one_line, Error, Result};
+use crate::error::{Error, Result};
+use crate::model_dir::{framing, read_model_dir, write_tokenizer, ModelDir};
+use crate::pipeline::{load, Loaded};
 
 /// A translator's `config.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TranslateDirConfig {
-    /// Always `seqlab/1`.
-    pub format: String,
-    /// Always [`TASK`].
-    pub task: String,
-    /// The model's shape.
-    pub model: Seq2SeqConfig,
-    /// How it was trained.
-    pub train: TranslateTrainConfig,
+pub type TranslateDirConfig = ModelDir<TranslatePipeline>;
+
+/// What a translator's directory holds beside `config.json` and the weights: one tokenizer per side.
+#[derive(Debug, Clone)]
+pub struct TranslatorFiles {
+    /// `tokenizer.source.json`.
+    pub source: Tokenizer,
+    /// `tokenizer.target.json`.
+    pub target: Tokenizer,
 }
 
 /// How to decode: greedy (batched) or beam search. Neither ever writes `<pad>`, `<bos>` or `<unk>`.
@@ -87,13 +85,12 @@ pub struct LoadedTranslator {
 
 /// Reads and checks `dir/config.json`: format `seqlab/1`, task `translate`.
 pub fn read_config(dir: &Path) -> Result<TranslateDirConfig> {
-    crate::model_dir::read_dir_config(dir, TASK)
+    read_model_dir(dir)
 }
 
-/// Loads a translator's directory, checking that the tokenizers and the weights agree with the config.
-pub fn load_translator(dir: &Path, device: &Device) -> Result<LoadedTranslator> {
-    let config = read_config(dir)?;
-    let load = |name: &str, size: usize| -> Result<Tokenizer> {
+/// The two tokenizers of a translator's directory, checked against its `config.json`.
+pub(super) fn read_files(dir: &Path, config: &TranslateDirConfig) -> Result<TranslatorFiles> {
+    let read = |name: &str, size: usize| -> Result<Tokenizer> {
         let path = dir.join(name);
         let tokenizer = Tokenizer::from_file(&path)?;
         if tokenizer.vocab_size() != size {
@@ -105,19 +102,29 @@ pub fn load_translator(dir: &Path, device: &Device) -> Result<LoadedTranslator> 
         }
         Ok(tokenizer)
     };
-    let source = load(SOURCE_TOKENIZER, config.model.source_vocab)?;
-    let target = load(TARGET_TOKENIZER, config.model.target_vocab)?;
-    let weights_path = dir.join("model.safetensors");
-    let weights = load_tensors(&weights_path, device)?;
-    let vb = VarBuilder::from_tensors(weights, DType::F32, device);
-    let model = Seq2Seq::new(&config.model, vb).map_err(|e| Error::Weights {
-        path: weights_path,
-        reason: one_line(e),
-    })?;
+    Ok(TranslatorFiles {
+        source: read(SOURCE_TOKENIZER, config.model.source_vocab)?,
+        target: read(TARGET_TOKENIZER, config.model.target_vocab)?,
+    })
+}
+
+/// Writes the two tokenizers into `dir`.
+pub(super) fn write_files(files: &TranslatorFiles, dir: &Path) -> Result<()> {
+    write_tokenizer(&files.source, &dir.join(SOURCE_TOKENIZER))?;
+    write_tokenizer(&files.target, &dir.join(TARGET_TOKENIZER))
+}
+
+/// Loads a translator's directory, checking that the tokenizers and the weights agree with the config.
+pub fn load_translator(dir: &Path, device: &Device) -> Result<LoadedTranslator> {
+    let Loaded {
+        config,
+        artifacts,
+        model,
+    } = load::<TranslatePipeline>(dir, device)?;
     Ok(LoadedTranslator {
         config,
-        source,
-        target,
+        source: artifacts.source,
+        target: artifacts.target,
         model,
     })
 }
@@ -158,7 +165,7 @@ impl LoadedTranslator {
         sources: &[Vec<u32>],
         decoding: Decoding,
     ) -> Result<Vec<(Vec<u32>, bool)>> {
-        let specials = Specials::of(&self.target)?;
+        let specials = framing(&self.target, "the target tokenizer")?;
         let device = self.model.decoder().device().clone();
         let max_len =
             |src_len: usize| (2 * src_len + 10).min(self.config.train.max_target_tokens + 1);
@@ -262,7 +269,7 @@ impl LoadedTranslator {
         ids: &[u32],
         rows: usize,
     ) -> Result<Option<Vec<Vec<f32>>>> {
-        let specials = Specials::of(&self.target)?;
+        let specials = framing(&self.target, "the target tokenizer")?;
         let device = self.model.decoder().device().clone();
         let mut tgt_in = vec![specials.bos];
         tgt_in.extend_from_slice(&ids[..rows.saturating_sub(1).min(ids.len())]);

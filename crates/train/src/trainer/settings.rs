@@ -1,0 +1,139 @@
+//! The loop's settings, [`LoopConfig`], and what a non-finite loss does, [`NonFinite`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::schedule::Schedule;
+
+/// What the loop does when a batch's loss or gradient norm is NaN or infinite.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NonFinite {
+    /// Stop at once with an error naming the step; the last checkpoint and the best model stay as they were
+    /// (no update with the bad gradient is ever applied or saved).
+    #[default]
+    Stop,
+    /// Skip the batch (no update; the step still counts, so the data order and the schedule are unchanged)
+    /// and go on; the count of skipped batches is kept in the checkpoint.
+    Skip,
+}
+
+/// The loop's settings: plain data, saved in `config.json` under `"train"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LoopConfig {
+    /// Peak learning rate of AdamW. 2e-3: what small recurrent language models train well with under Adam.
+    pub lr: f64,
+    /// AdamW's decoupled weight decay. 0.01: PyTorch's default.
+    pub weight_decay: f64,
+    /// Largest global gradient norm; larger gradients are scaled down to it. 5: recurrent nets have rare
+    /// exploding gradients, which this cuts without touching ordinary steps. 0 disables clipping.
+    pub clip: f64,
+    /// How the learning rate moves after the warm-up. Default: cosine down to 10% of the peak.
+    pub schedule: Schedule,
+    /// Steps of linear warm-up from 0 to the peak. 50: enough for Adam's second moments to settle.
+    pub warmup: usize,
+    /// Passes over the training data (used when `steps` is not set). 20 when neither is set.
+    pub epochs: Option<usize>,
+    /// Optimizer steps; overrides `epochs`.
+    pub steps: Option<usize>,
+    /// Evaluate (and keep the best model) every this many steps, and at the end; 0: once per epoch.
+    pub eval_every: usize,
+    /// Write the resumable checkpoint `trainer/` every this many steps, and at the end; 0: once per epoch.
+    pub checkpoint_every: usize,
+    /// Stop after this many evaluations without a better validation loss; `None` never stops early.
+    pub patience: Option<usize>,
+    /// Seed of the initial weights, the dropout masks and the data order.
+    pub seed: u64,
+    /// What a NaN or infinite loss or gradient does: stop (the default) or skip the batch.
+    pub on_nonfinite: NonFinite,
+}
+
+impl Default for LoopConfig {
+    fn default() -> Self {
+        Self {
+            lr: 2e-3,
+            weight_decay: 0.01,
+            clip: 5.0,
+            schedule: Schedule::default(),
+            warmup: 50,
+            epochs: None,
+            steps: None,
+            eval_every: 100,
+            checkpoint_every: 500,
+            patience: None,
+            seed: 0,
+            on_nonfinite: NonFinite::Stop,
+        }
+    }
+}
+
+impl LoopConfig {
+    /// The number of optimizer steps of the run: `steps`, else `epochs` (default 20) passes.
+    pub fn total_steps(&self, batches_per_epoch: usize) -> usize {
+        self.steps
+            .unwrap_or_else(|| self.epochs.unwrap_or(20) * batches_per_epoch)
+    }
+
+    /// These settings with `eval_every` and `checkpoint_every` of 0 (once per epoch) resolved for epochs of
+    /// `batches_per_epoch` batches.
+    pub fn resolved(&self, batches_per_epoch: usize) -> LoopConfig {
+        let per_epoch = batches_per_epoch.max(1);
+        let or_epoch = |every: usize| if every == 0 { per_epoch } else { every };
+        LoopConfig {
+            eval_every: or_epoch(self.eval_every),
+            checkpoint_every: or_epoch(self.checkpoint_every),
+            ..self.clone()
+        }
+    }
+
+    /// The settings of a resumed run: these (saved) settings, but for what `given` sets of the run's
+    /// length and its policies, the one resume policy of every pipeline:
+    ///
+    /// - `steps` or `epochs`, when either is set, replace the saved pair (`epochs` unset keeps the saved
+    ///   one): the run is extended or shortened;
+    /// - `patience`, when set;
+    /// - [`NonFinite::Skip`], when given.
+    ///
+    /// Everything else (the data, the learning rate, the seed, ...) stays as saved: the run continues as it
+    /// was planned.
+    pub fn resume_with(&mut self, given: &LoopConfig) {
+        if given.steps.is_some() || given.epochs.is_some() {
+            self.steps = given.steps;
+            self.epochs = given.epochs.or(self.epochs);
+        }
+        if given.patience.is_some() {
+            self.patience = given.patience;
+        }
+        if given.on_nonfinite == NonFinite::Skip {
+            self.on_nonfinite = NonFinite::Skip;
+        }
+    }
+
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: String| Err(Error::InvalidSetting(what));
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(format!(
+                "the learning rate must be a positive number, got {}",
+                self.lr
+            ));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad(format!(
+                "the weight decay must be >= 0, got {}",
+                self.weight_decay
+            ));
+        }
+        if !(self.clip.is_finite() && self.clip >= 0.0) {
+            return bad(format!(
+                "the clipping norm must be >= 0 (0 disables it), got {}",
+                self.clip
+            ));
+        }
+        if self.steps == Some(0) || self.epochs == Some(0) {
+            return bad("--steps and --epochs must be at least 1".to_string());
+        }
+        Ok(())
+    }
+}
