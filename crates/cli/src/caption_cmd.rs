@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use candle_core::Device;
-use seqlab_cells::CellKind;
 use seqlab_data::{
     is_labelled_table, load_images, read_captions, CaptionedImage, ColumnFlags, OnBadImage,
 };
@@ -15,9 +14,11 @@ use seqlab_train::caption::{
     Split,
 };
 use seqlab_train::{
-    load_captioner, train_captioner, write_bytes_atomically, CaptionTrainConfig, LoadedCaptioner,
-    LoopConfig, Stopped,
+    load_captioner, train_captioner, write_bytes_atomically, CaptionPipeline, CaptionTrainConfig,
+    LoadedCaptioner, Pipeline,
 };
+
+use crate::train_args::{print_summary, Loop, Stack, StackFields};
 
 /// Train an image captioner, score it, or caption images.
 #[derive(clap::Subcommand, Debug)]
@@ -44,15 +45,15 @@ pub struct TrainArgs {
     #[arg(long, visible_alias = "data", value_name = "FILE")]
     captions: PathBuf,
     /// The column holding the image (as bytes) in tables (hub splits, .parquet files) [default: the
-    /// catalogue's, else image; with --resume: as saved].
+    /// catalogue's, else image].
     #[arg(long, value_name = "NAME")]
     image_column: Option<String>,
     /// The column(s) holding the captions in tables, comma-separated [default: the catalogue's, else
-    /// caption; with --resume: as saved].
+    /// caption].
     #[arg(long, value_name = "NAME[,NAME...]")]
     caption_column: Option<String>,
     /// Images (with all their captions) held out for validation.
-    #[arg(long, value_name = "F", default_value_t = 0.1)]
+    #[arg(long, value_name = "F", default_value_t = CaptionTrainConfig::default().valid_fraction)]
     valid_fraction: f64,
     /// Leave out listed images that are missing, corrupt or not PNG/JPEG (counted) instead of stopping.
     #[arg(long)]
@@ -61,13 +62,13 @@ pub struct TrainArgs {
     #[arg(long)]
     keep_case: bool,
     /// Keep only words seen at least N times; the rest become <unk>.
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = CaptionTrainConfig::default().min_freq)]
     min_freq: usize,
     /// Keep at most N words, the 4 special tokens included.
     #[arg(long, value_name = "N")]
     max_vocab: Option<usize>,
     /// Side images are resized to, in pixels.
-    #[arg(long, value_name = "N", default_value_t = 64)]
+    #[arg(long, value_name = "N", default_value_t = CnnConfig::default().image_size)]
     image_size: usize,
     /// Output channels of the CNN's blocks (each halves the image side), comma-separated.
     #[arg(
@@ -91,79 +92,19 @@ pub struct TrainArgs {
     /// Do not append each map cell's (row, column) coordinates to its features for attention.
     #[arg(long)]
     no_coordinates: bool,
-    /// Recurrent cell of the decoder: lstm, gru, rnn (tanh) or rnn_relu.
-    #[arg(long, value_name = "lstm|gru|rnn", default_value = "lstm")]
-    cell: CellKind,
-    /// Units per decoder layer.
-    #[arg(long, value_name = "N", default_value_t = 256)]
-    hidden: usize,
-    /// Decoder layers.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    layers: usize,
+    #[command(flatten)]
+    stack: Stack<CaptionPipeline>,
     /// Word embedding width.
-    #[arg(long, value_name = "N", default_value_t = 64)]
+    #[arg(long, value_name = "N", default_value_t = CaptionerConfig::default().embed)]
     embed: usize,
-    /// Dropout on the image feature, between layers and before the head, in training.
-    #[arg(long, value_name = "P", default_value_t = 0.2)]
-    dropout: f32,
     /// Captions per batch.
-    #[arg(long, value_name = "N", default_value_t = 32)]
+    #[arg(long, value_name = "N", default_value_t = CaptionTrainConfig::default().batch)]
     batch: usize,
     /// Words kept of each caption; also the longest caption generated.
-    #[arg(long, value_name = "N", default_value_t = 30)]
+    #[arg(long, value_name = "N", default_value_t = CaptionTrainConfig::default().max_words)]
     max_words: usize,
-    /// Peak learning rate of AdamW.
-    #[arg(long, value_name = "F", default_value_t = 2e-3)]
-    lr: f64,
-    /// AdamW's decoupled weight decay.
-    #[arg(long, value_name = "F", default_value_t = 0.01)]
-    weight_decay: f64,
-    /// Largest gradient norm (0: no clipping).
-    #[arg(long, value_name = "F", default_value_t = 5.0)]
-    clip: f64,
-    /// Warm-up steps of the learning rate.
-    #[arg(long, value_name = "N", default_value_t = 50)]
-    warmup: usize,
-    /// Learning-rate schedule after the warm-up: cosine (down to 10%) or constant.
-    #[arg(long, value_name = "cosine|constant", default_value = "cosine")]
-    schedule: String,
-    /// Passes over the training captions [default: 20].
-    #[arg(long, value_name = "N", conflicts_with = "steps")]
-    epochs: Option<usize>,
-    /// Optimizer steps (instead of --epochs).
-    #[arg(long, value_name = "N")]
-    steps: Option<usize>,
-    /// The model directory to write.
-    #[arg(long, value_name = "DIR")]
-    out: PathBuf,
-    /// Continue the run in --out from its latest checkpoint, with its saved settings and data (only
-    /// --steps, --epochs, --max-time, --threads, --skip-nonfinite and the column flags apply).
-    #[arg(long)]
-    resume: bool,
-    /// Seed of the initial weights, dropout, data order and validation split.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    seed: u64,
-    /// Stop cleanly after this many minutes (a decimal number), evaluating and saving first.
-    #[arg(long, value_name = "MINUTES")]
-    max_time: Option<f64>,
-    /// Evaluate on the validation images every N steps.
-    #[arg(long, value_name = "N", default_value_t = 100)]
-    eval_every: usize,
-    /// Write the resumable checkpoint every N steps.
-    #[arg(long, value_name = "N", default_value_t = 500)]
-    checkpoint_every: usize,
-    /// Stop after N evaluations without a better validation loss.
-    #[arg(long, value_name = "N")]
-    patience: Option<usize>,
-    /// Worker threads [default: one per core].
-    #[arg(long, value_name = "N")]
-    threads: Option<usize>,
-    /// Skip a batch whose loss or gradient is NaN or infinite, instead of stopping the run.
-    #[arg(long)]
-    skip_nonfinite: bool,
-    /// cpu (this build's only device).
-    #[arg(long, value_name = "cpu|cuda", default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    run: Loop<CaptionPipeline>,
 }
 
 /// Arguments of `seqlab caption eval`.
@@ -240,9 +181,8 @@ fn decoding(beam: Option<usize>) -> anyhow::Result<Decoding> {
 }
 
 fn train(args: TrainArgs) -> anyhow::Result<()> {
-    crate::train_flags::start(args.threads, &args.device)?;
-    let schedule = crate::train_flags::schedule(&args.schedule)?;
-    let model = CaptionerConfig {
+    let options = args.run.args.start()?;
+    let mut model = CaptionerConfig {
         encoder: CnnConfig {
             image_size: args.image_size,
             channels: args.channels.clone(),
@@ -253,11 +193,14 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         coordinates: !args.no_coordinates && args.attention != AttentionKind::None,
         vocab_size: 0,
         embed: args.embed,
-        cell: args.cell,
-        hidden: args.hidden,
-        layers: args.layers,
-        dropout: args.dropout,
+        ..CaptionerConfig::default()
     };
+    args.stack.args.apply(StackFields {
+        cell: &mut model.cell,
+        hidden: &mut model.hidden,
+        layers: &mut model.layers,
+        dropout: &mut model.dropout,
+    });
     let config = CaptionTrainConfig {
         images: args
             .images
@@ -274,23 +217,10 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         max_vocab: args.max_vocab,
         batch: args.batch,
         max_words: args.max_words,
-        optim: LoopConfig {
-            lr: args.lr,
-            weight_decay: args.weight_decay,
-            clip: args.clip,
-            schedule,
-            warmup: args.warmup,
-            epochs: args.epochs,
-            steps: args.steps,
-            eval_every: args.eval_every,
-            checkpoint_every: args.checkpoint_every,
-            patience: args.patience,
-            seed: args.seed,
-            on_nonfinite: crate::train_flags::on_nonfinite(args.skip_nonfinite),
-        },
+        optim: args.run.config()?,
     };
-    let options = crate::train_flags::run_options(args.resume, args.max_time)?;
-    let report = train_captioner(&model, &config, &args.out, options)?;
+    let out_dir = &args.run.args.out;
+    let report = train_captioner(&model, &config, out_dir, options)?;
     let s = &report.summary;
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -308,21 +238,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
             report.skipped.len()
         )?;
     }
-    let how = match s.stopped {
-        Stopped::Finished => "finished",
-        Stopped::TimeBudget => "stopped at --max-time",
-        Stopped::EarlyStopping => "stopped early (no better validation loss)",
-        Stopped::Interrupted => "interrupted",
-    };
-    writeln!(
-        out,
-        "{how} at step {}/{} after {:.1} min ({:.0} tokens/s); {} parameters",
-        s.steps,
-        s.total_steps,
-        s.elapsed_s / 60.0,
-        s.tokens_per_s,
-        report.parameters
-    )?;
+    print_summary(&mut out, s, report.parameters, CaptionPipeline::UNIT)?;
     if let Some((loss, step)) = s.best_valid {
         writeln!(
             out,
@@ -331,7 +247,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         )?;
     }
     if report.valid_images > 0 {
-        let captioner = load_captioner(&args.out, &Device::Cpu)?;
+        let captioner = load_captioner(out_dir, &Device::Cpu)?;
         let scored = score(
             &captioner,
             Path::new(&config.images),
@@ -357,8 +273,8 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
     writeln!(
         out,
         "model directory: {} (caption images: seqlab caption run --model {} IMAGE...)",
-        args.out.display(),
-        args.out.display()
+        out_dir.display(),
+        out_dir.display()
     )?;
     Ok(())
 }

@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use candle_core::Device;
-use seqlab_cells::CellKind;
 use seqlab_data::{is_labelled_table, ColumnFlags, LabelledFormat, TextField};
 use seqlab_models::{ClassifierConfig, Pooling};
 use seqlab_train::classify::{load_classifier, train_classifier, ClassifyTrainConfig};
-use seqlab_train::{LoopConfig, Stopped};
+use seqlab_train::{ClassifyPipeline, Pipeline};
+
+use crate::train_args::{print_summary, Loop, Stack, StackFields};
 
 /// Train, evaluate or apply a recurrent text classifier.
 #[derive(clap::Subcommand, Debug)]
@@ -41,7 +42,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "NAME")]
     label_column: Option<String>,
     /// Share of each class held out for validation when there is no --valid file (0: no validation).
-    #[arg(long, value_name = "F", default_value_t = 0.1)]
+    #[arg(long, value_name = "F", default_value_t = ClassifyTrainConfig::default().valid_fraction)]
     valid_fraction: f64,
     /// agnews or tsv [default: by extension, .csv is agnews].
     #[arg(long, value_name = "agnews|tsv")]
@@ -54,13 +55,13 @@ pub struct TrainArgs {
     #[arg(long, value_name = "FILE")]
     labels: Option<String>,
     /// char, word, or the path of a tokenizer.json.
-    #[arg(long, value_name = "char|word|PATH", default_value = "word")]
+    #[arg(long, value_name = "char|word|PATH", default_value_t = ClassifyTrainConfig::default().tokenizer)]
     tokenizer: String,
     /// Keep the text's capitals (char and word tokenizers lowercase it by default).
     #[arg(long)]
     keep_case: bool,
     /// Keep only tokens seen at least N times in the training texts; the rest become <unk>.
-    #[arg(long, value_name = "N", default_value_t = 2)]
+    #[arg(long, value_name = "N", default_value_t = ClassifyTrainConfig::default().min_freq)]
     min_freq: usize,
     /// Keep at most N tokens, the 4 special tokens included.
     #[arg(long, value_name = "N")]
@@ -68,88 +69,28 @@ pub struct TrainArgs {
     /// Keep at most the first N tokens of each text.
     #[arg(long, value_name = "N")]
     max_len: Option<usize>,
-    /// Recurrent cell: lstm, gru, rnn (tanh) or rnn_relu [default: gru].
-    #[arg(long, value_name = "lstm|gru|rnn")]
-    cell: Option<CellKind>,
-    /// Units per direction of each recurrent layer [default: 128].
-    #[arg(long, value_name = "N")]
-    hidden: Option<usize>,
-    /// Recurrent layers [default: 1].
-    #[arg(long, value_name = "N")]
-    layers: Option<usize>,
-    /// Embedding width; 0 feeds one-hot vectors instead [default: 128].
-    #[arg(long, value_name = "N")]
-    embed: Option<usize>,
+    #[command(flatten)]
+    stack: Stack<ClassifyPipeline>,
+    /// Embedding width; 0 feeds one-hot vectors instead.
+    #[arg(long, value_name = "N", default_value_t = ClassifierConfig::default().embed)]
+    embed: usize,
     /// Read each text in both directions [default: on; --bidirectional false turns it off].
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     bidirectional: Option<bool>,
     /// Pooling over each text's steps: last, mean or max [default: max].
     #[arg(long, value_name = "last|mean|max")]
     pool: Option<Pooling>,
-    /// Dropout between layers and before the head, in training [default: 0.5].
-    #[arg(long, value_name = "P")]
-    dropout: Option<f32>,
     /// Dropout on the embedded tokens, in training [default: 0].
     #[arg(long, value_name = "P")]
     embed_dropout: Option<f32>,
     /// Texts per batch.
-    #[arg(long, value_name = "N", default_value_t = 32)]
+    #[arg(long, value_name = "N", default_value_t = ClassifyTrainConfig::default().batch)]
     batch: usize,
-    /// Peak learning rate of AdamW.
-    #[arg(long, value_name = "F", default_value_t = 2e-2)]
-    lr: f64,
-    /// AdamW's decoupled weight decay.
-    #[arg(long, value_name = "F", default_value_t = 0.1)]
-    weight_decay: f64,
-    /// Largest gradient norm (0: no clipping).
-    #[arg(long, value_name = "F", default_value_t = 5.0)]
-    clip: f64,
-    /// Warm-up steps of the learning rate.
-    #[arg(long, value_name = "N", default_value_t = 50)]
-    warmup: usize,
-    /// Learning-rate schedule after the warm-up: cosine (down to 10%) or constant.
-    #[arg(long, value_name = "cosine|constant", default_value = "cosine")]
-    schedule: String,
-    /// Passes over the training data [default: 10].
-    #[arg(long, value_name = "N", conflicts_with = "steps")]
-    epochs: Option<usize>,
-    /// Optimizer steps (instead of --epochs).
-    #[arg(long, value_name = "N")]
-    steps: Option<usize>,
     /// Weight the loss of each class by n / (classes * count), so rare classes count as much as frequent ones.
     #[arg(long)]
     balanced: bool,
-    /// Stop after N validations without a better validation loss.
-    #[arg(long, value_name = "N")]
-    patience: Option<usize>,
-    /// The model directory to write.
-    #[arg(long, value_name = "DIR")]
-    out: PathBuf,
-    /// Continue the run in --out from its latest checkpoint, with its saved settings and data (of the other
-    /// flags only --steps, --epochs, --patience, --max-time and --threads apply).
-    #[arg(long)]
-    resume: bool,
-    /// Seed of the initial weights, dropout, validation split and data order.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    seed: u64,
-    /// Skip a batch whose loss or gradient is NaN or infinite, instead of stopping the run.
-    #[arg(long)]
-    skip_nonfinite: bool,
-    /// Stop cleanly after this many minutes (a decimal number), evaluating and saving first.
-    #[arg(long, value_name = "MINUTES")]
-    max_time: Option<f64>,
-    /// Validate every N steps [default: once per epoch].
-    #[arg(long, value_name = "N")]
-    eval_every: Option<usize>,
-    /// Write the resumable checkpoint every N steps [default: once per epoch].
-    #[arg(long, value_name = "N")]
-    checkpoint_every: Option<usize>,
-    /// Worker threads [default: one per core].
-    #[arg(long, value_name = "N")]
-    threads: Option<usize>,
-    /// cpu (this build's only device).
-    #[arg(long, value_name = "cpu|cuda", default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    run: Loop<ClassifyPipeline>,
 }
 
 /// Arguments of `seqlab classify eval`.
@@ -247,35 +188,37 @@ fn check_columns(
 }
 
 fn train(args: TrainArgs) -> anyhow::Result<()> {
-    crate::train_flags::start(args.threads, &args.device)?;
-    let schedule = crate::train_flags::schedule(&args.schedule)?;
+    let options = args.run.args.start()?;
     if let Some(0) = args.max_len {
         bail!("--max-len must be at least 1");
     }
     let defaults = ClassifierConfig::default();
-    let model = ClassifierConfig {
+    let mut model = ClassifierConfig {
         vocab_size: 0,
         num_classes: 0,
-        embed: args.embed.unwrap_or(defaults.embed),
-        cell: args.cell.unwrap_or(defaults.cell),
-        hidden: args.hidden.unwrap_or(defaults.hidden),
-        layers: args.layers.unwrap_or(defaults.layers),
+        embed: args.embed,
         bidirectional: args.bidirectional.unwrap_or(defaults.bidirectional),
         pool: args.pool.unwrap_or(defaults.pool),
-        dropout: args.dropout.unwrap_or(defaults.dropout),
         embed_dropout: args.embed_dropout.unwrap_or(defaults.embed_dropout),
+        ..defaults
     };
+    args.stack.args.apply(StackFields {
+        cell: &mut model.cell,
+        hidden: &mut model.hidden,
+        layers: &mut model.layers,
+        dropout: &mut model.dropout,
+    });
+    let resume = args.run.args.resume;
     let format = args
         .format
         .unwrap_or_else(|| LabelledFormat::detect(Path::new(&args.data)));
     let labels = match args.labels {
         Some(labels) => Some(labels),
-        None if format == LabelledFormat::AgNews && !args.resume => {
-            names_beside(Path::new(&args.data)).map(|path| {
+        None if format == LabelledFormat::AgNews && !resume => names_beside(Path::new(&args.data))
+            .map(|path| {
                 eprintln!("note: class names from {}", path.display());
                 path.display().to_string()
-            })
-        }
+            }),
         None => None,
     };
     let columns = ColumnFlags {
@@ -283,13 +226,12 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         label: args.label_column,
         ..ColumnFlags::default()
     };
-    if !args.resume {
+    if !resume {
         let sources: Vec<&str> = std::iter::once(args.data.as_str())
             .chain(args.valid.as_deref())
             .collect();
         check_columns(&columns, &sources, format)?;
     }
-    let defaults = ClassifyTrainConfig::default();
     let config = ClassifyTrainConfig {
         data: args.data,
         valid: args.valid,
@@ -306,27 +248,10 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         max_len: args.max_len,
         batch: args.batch,
         balanced: args.balanced,
-        optim: LoopConfig {
-            lr: args.lr,
-            weight_decay: args.weight_decay,
-            clip: args.clip,
-            schedule,
-            warmup: args.warmup,
-            epochs: args.epochs.or(if args.steps.is_some() || args.resume {
-                None
-            } else {
-                defaults.optim.epochs
-            }),
-            steps: args.steps,
-            eval_every: args.eval_every.unwrap_or(0),
-            checkpoint_every: args.checkpoint_every.unwrap_or(0),
-            patience: args.patience,
-            seed: args.seed,
-            on_nonfinite: crate::train_flags::on_nonfinite(args.skip_nonfinite),
-        },
+        optim: args.run.config()?,
     };
-    let options = crate::train_flags::run_options(args.resume, args.max_time)?;
-    let report = train_classifier(&model, &config, &args.out, options)?;
+    let out_dir = &args.run.args.out;
+    let report = train_classifier(&model, &config, out_dir, options)?;
     let s = &report.summary;
     if !report.history.is_empty() {
         let steps: Vec<String> = report
@@ -346,23 +271,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         report.labels.join(", "),
         report.vocab_size
     )?;
-    let how = match s.stopped {
-        Stopped::Finished => "finished",
-        Stopped::TimeBudget => "stopped at --max-time",
-        Stopped::EarlyStopping => "stopped early (no better validation loss)",
-        Stopped::Interrupted => "interrupted",
-        #[allow(unreachable_patterns)]
-        _ => "stopped",
-    };
-    writeln!(
-        out,
-        "{how} at step {}/{} after {:.1} min ({:.0} examples/s); {} parameters",
-        s.steps,
-        s.total_steps,
-        s.elapsed_s / 60.0,
-        s.tokens_per_s,
-        report.parameters
-    )?;
+    print_summary(&mut out, s, report.parameters, ClassifyPipeline::UNIT)?;
     if let (Some((loss, step)), Some(best)) = (s.best_valid, &report.best) {
         writeln!(
             out,
@@ -373,8 +282,8 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
     writeln!(
         out,
         "model directory: {} (seqlab classify eval --model {} --data FILE)",
-        args.out.display(),
-        args.out.display()
+        out_dir.display(),
+        out_dir.display()
     )?;
     Ok(())
 }

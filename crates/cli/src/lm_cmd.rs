@@ -5,10 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use candle_core::Device;
-use seqlab_cells::CellKind;
 use seqlab_decode::Sampling;
 use seqlab_models::LanguageModelConfig;
-use seqlab_train::{load_lm, train_lm, Decoding, LmTrainConfig, LoopConfig, Stopped};
+use seqlab_train::{load_lm, train_lm, Decoding, LmPipeline, LmTrainConfig, Pipeline};
+
+use crate::train_args::{print_summary, Loop, Stack, StackFields};
 
 /// Train, sample or evaluate a recurrent language model.
 #[derive(clap::Subcommand, Debug)]
@@ -38,97 +39,37 @@ pub struct TrainArgs {
     #[arg(long, value_name = "NAME")]
     text_column: Option<String>,
     /// Tail of the data held out for validation when there is no --valid file.
-    #[arg(long, value_name = "F", default_value_t = 0.1)]
+    #[arg(long, value_name = "F", default_value_t = LmTrainConfig::default().valid_fraction)]
     valid_fraction: f64,
     /// char, word, or the path of a tokenizer.json.
-    #[arg(long, value_name = "char|word|PATH", default_value = "char")]
+    #[arg(long, value_name = "char|word|PATH", default_value_t = LmTrainConfig::default().tokenizer)]
     tokenizer: String,
     /// Lowercase the text (char and word tokenizers).
     #[arg(long)]
     lowercase: bool,
     /// Keep only tokens seen at least N times; the rest become <unk>.
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = LmTrainConfig::default().min_freq)]
     min_freq: usize,
     /// Keep at most N tokens, the 4 special tokens included.
     #[arg(long, value_name = "N")]
     max_vocab: Option<usize>,
-    /// Recurrent cell: lstm, gru, rnn (tanh) or rnn_relu.
-    #[arg(long, value_name = "lstm|gru|rnn", default_value = "lstm")]
-    cell: CellKind,
-    /// Units per recurrent layer [default: 512].
-    #[arg(long, value_name = "N")]
-    hidden: Option<usize>,
-    /// Recurrent layers [default: 1].
-    #[arg(long, value_name = "N")]
-    layers: Option<usize>,
-    /// Embedding width; 0 feeds one-hot vectors instead [default: 64].
-    #[arg(long, value_name = "N")]
-    embed: Option<usize>,
-    /// Dropout between layers and before the head, in training [default: 0.2].
-    #[arg(long, value_name = "P")]
-    dropout: Option<f32>,
+    #[command(flatten)]
+    stack: Stack<LmPipeline>,
+    /// Embedding width; 0 feeds one-hot vectors instead.
+    #[arg(long, value_name = "N", default_value_t = LanguageModelConfig::default().embed)]
+    embed: usize,
     /// DropConnect on the recurrent (hidden-to-hidden) weights, a fresh mask per batch, in training
-    /// (AWD-LSTM's weight drop) [default: 0].
-    #[arg(long, value_name = "P")]
-    weight_drop: Option<f32>,
+    /// (AWD-LSTM's weight drop).
+    #[arg(long, value_name = "P", default_value_t = LanguageModelConfig::default().weight_drop)]
+    weight_drop: f32,
     /// Steps of backpropagation through time per batch.
-    #[arg(long, value_name = "N", default_value_t = 100)]
+    #[arg(long, value_name = "N", default_value_t = LmTrainConfig::default().seq_len)]
     seq_len: usize,
     /// Parallel rows of the token stream.
-    #[arg(long, value_name = "N", default_value_t = 64)]
+    #[arg(long, value_name = "N", default_value_t = LmTrainConfig::default().batch)]
     batch: usize,
-    /// Peak learning rate of AdamW.
-    #[arg(long, value_name = "F", default_value_t = 2e-3)]
-    lr: f64,
-    /// AdamW's decoupled weight decay.
-    #[arg(long, value_name = "F", default_value_t = 0.01)]
-    weight_decay: f64,
-    /// Largest gradient norm (0: no clipping).
-    #[arg(long, value_name = "F", default_value_t = 5.0)]
-    clip: f64,
-    /// Warm-up steps of the learning rate.
-    #[arg(long, value_name = "N", default_value_t = 50)]
-    warmup: usize,
-    /// Learning-rate schedule after the warm-up: cosine (down to 10%) or constant.
-    #[arg(long, value_name = "cosine|constant", default_value = "cosine")]
-    schedule: String,
-    /// Passes over the training data [default: 20].
-    #[arg(long, value_name = "N", conflicts_with = "steps")]
-    epochs: Option<usize>,
-    /// Optimizer steps (instead of --epochs).
-    #[arg(long, value_name = "N")]
-    steps: Option<usize>,
-    /// The model directory to write.
-    #[arg(long, value_name = "DIR")]
-    out: PathBuf,
-    /// Continue the run in --out from its latest checkpoint, with its saved settings and data (of the flags
-    /// above and below, only --steps, --epochs, --max-time, --threads and --skip-nonfinite apply).
-    #[arg(long)]
-    resume: bool,
-    /// Seed of the initial weights, dropout and data order.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    seed: u64,
-    /// Stop cleanly after this many minutes (a decimal number), evaluating and saving first.
-    #[arg(long, value_name = "MINUTES")]
-    max_time: Option<f64>,
-    /// Evaluate on the validation text every N steps.
-    #[arg(long, value_name = "N", default_value_t = 100)]
-    eval_every: usize,
-    /// Write the resumable checkpoint every N steps.
-    #[arg(long, value_name = "N", default_value_t = 500)]
-    checkpoint_every: usize,
-    /// Stop after N evaluations without a better validation loss.
-    #[arg(long, value_name = "N")]
-    patience: Option<usize>,
-    /// Worker threads [default: one per core].
-    #[arg(long, value_name = "N")]
-    threads: Option<usize>,
-    /// Skip a batch whose loss or gradient is NaN or infinite, instead of stopping the run.
-    #[arg(long)]
-    skip_nonfinite: bool,
-    /// cpu (this build's only device).
-    #[arg(long, value_name = "cpu|cuda", default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    run: Loop<LmPipeline>,
 }
 
 /// Arguments of `seqlab lm generate`.
@@ -199,18 +140,19 @@ pub fn run(cmd: LmCommand) -> anyhow::Result<()> {
 }
 
 fn train(args: TrainArgs) -> anyhow::Result<()> {
-    crate::train_flags::start(args.threads, &args.device)?;
-    let schedule = crate::train_flags::schedule(&args.schedule)?;
-    let defaults = LanguageModelConfig::default();
-    let model = LanguageModelConfig {
+    let options = args.run.args.start()?;
+    let mut model = LanguageModelConfig {
         vocab_size: 0,
-        embed: args.embed.unwrap_or(defaults.embed),
-        cell: args.cell,
-        hidden: args.hidden.unwrap_or(defaults.hidden),
-        layers: args.layers.unwrap_or(defaults.layers),
-        dropout: args.dropout.unwrap_or(defaults.dropout),
-        weight_drop: args.weight_drop.unwrap_or(defaults.weight_drop),
+        embed: args.embed,
+        weight_drop: args.weight_drop,
+        ..LanguageModelConfig::default()
     };
+    args.stack.args.apply(StackFields {
+        cell: &mut model.cell,
+        hidden: &mut model.hidden,
+        layers: &mut model.layers,
+        dropout: &mut model.dropout,
+    });
     let config = LmTrainConfig {
         data: args.data,
         valid: args.valid,
@@ -222,23 +164,10 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         max_vocab: args.max_vocab,
         batch: args.batch,
         seq_len: args.seq_len,
-        optim: LoopConfig {
-            lr: args.lr,
-            weight_decay: args.weight_decay,
-            clip: args.clip,
-            schedule,
-            warmup: args.warmup,
-            epochs: args.epochs,
-            steps: args.steps,
-            eval_every: args.eval_every,
-            checkpoint_every: args.checkpoint_every,
-            patience: args.patience,
-            seed: args.seed,
-            on_nonfinite: crate::train_flags::on_nonfinite(args.skip_nonfinite),
-        },
+        optim: args.run.config()?,
     };
-    let options = crate::train_flags::run_options(args.resume, args.max_time)?;
-    let report = train_lm(&model, &config, &args.out, options)?;
+    let out_dir = &args.run.args.out;
+    let report = train_lm(&model, &config, out_dir, options)?;
     let s = &report.summary;
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -246,21 +175,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         "data: {} ({} training tokens, {} validation tokens, vocabulary {})",
         report.data, report.train_tokens, report.valid_tokens, report.vocab_size
     )?;
-    let how = match s.stopped {
-        Stopped::Finished => "finished",
-        Stopped::TimeBudget => "stopped at --max-time",
-        Stopped::EarlyStopping => "stopped early (no better validation loss)",
-        Stopped::Interrupted => "interrupted",
-    };
-    writeln!(
-        out,
-        "{how} at step {}/{} after {:.1} min ({:.0} tokens/s); {} parameters",
-        s.steps,
-        s.total_steps,
-        s.elapsed_s / 60.0,
-        s.tokens_per_s,
-        report.parameters
-    )?;
+    print_summary(&mut out, s, report.parameters, LmPipeline::UNIT)?;
     if let Some((loss, step)) = s.best_valid {
         writeln!(
             out,
@@ -279,8 +194,8 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
     writeln!(
         out,
         "model directory: {} (sample it: seqlab lm generate --model {})",
-        args.out.display(),
-        args.out.display()
+        out_dir.display(),
+        out_dir.display()
     )?;
     Ok(())
 }

@@ -15,7 +15,7 @@ mod classify_cmd;
 mod data_cmd;
 mod lm_cmd;
 mod tokenizer_cmd;
-mod train_flags;
+mod train_args;
 mod translate_cmd;
 
 /// Recurrent sequence models: language models, classifiers, translators and captioners.

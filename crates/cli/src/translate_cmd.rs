@@ -5,11 +5,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use candle_core::Device;
-use seqlab_cells::CellKind;
 use seqlab_data::ColumnFlags;
 use seqlab_models::{AttentionKind, Seq2SeqConfig};
 use seqlab_train::translate::{attention_svg, Decoding};
-use seqlab_train::{load_translator, train_translator, LoopConfig, Stopped, TranslateTrainConfig};
+use seqlab_train::{
+    load_translator, train_translator, Pipeline, TranslatePipeline, TranslateTrainConfig,
+};
+
+use crate::train_args::{print_summary, Loop, Stack, StackFields};
 
 /// Train, evaluate or run an encoder-decoder translator with attention.
 #[derive(clap::Subcommand, Debug)]
@@ -33,15 +36,14 @@ pub struct TrainArgs {
     #[arg(long, value_name = "FILE")]
     valid: Option<String>,
     /// The column holding the source sentence in tables (hub splits, .parquet files; a.b is field b of
-    /// struct column a) [default: the catalogue's, else source; with --resume: as saved].
+    /// struct column a) [default: the catalogue's, else source].
     #[arg(long, value_name = "NAME")]
     source_column: Option<String>,
-    /// The column holding the target sentence in tables [default: the catalogue's, else target; with
-    /// --resume: as saved].
+    /// The column holding the target sentence in tables [default: the catalogue's, else target].
     #[arg(long, value_name = "NAME")]
     target_column: Option<String>,
     /// Tail of the pairs held out for validation (and for `translate eval` without --data).
-    #[arg(long, value_name = "F", default_value_t = 0.05)]
+    #[arg(long, value_name = "F", default_value_t = TranslateTrainConfig::default().valid_fraction)]
     valid_fraction: f64,
     /// Translate from the second column to the first.
     #[arg(long)]
@@ -53,35 +55,28 @@ pub struct TrainArgs {
     #[arg(long)]
     strict: bool,
     /// word or char (each side gets its own vocabulary).
-    #[arg(long, value_name = "word|char", default_value = "word")]
+    #[arg(long, value_name = "word|char", default_value_t = TranslateTrainConfig::default().tokenizer)]
     tokenizer: String,
     /// Lowercase both sides.
     #[arg(long)]
     lowercase: bool,
     /// Keep only tokens seen at least N times; the rest become <unk>.
-    #[arg(long, value_name = "N", default_value_t = 2)]
+    #[arg(long, value_name = "N", default_value_t = TranslateTrainConfig::default().min_freq)]
     min_freq: usize,
     /// Keep at most N tokens per side, the 4 special tokens included.
     #[arg(long, value_name = "N")]
     max_vocab: Option<usize>,
     /// The longest source the model reads, in tokens; longer input to eval and run is an error.
-    #[arg(long, value_name = "N", default_value_t = 100)]
+    #[arg(long, value_name = "N", default_value_t = TranslateTrainConfig::default().max_source_tokens)]
     max_source_tokens: usize,
     /// The longest target, in tokens; decoding stops there.
-    #[arg(long, value_name = "N", default_value_t = 100)]
+    #[arg(long, value_name = "N", default_value_t = TranslateTrainConfig::default().max_target_tokens)]
     max_target_tokens: usize,
-    /// Recurrent cell of encoder and decoder: lstm, gru, rnn or rnn_relu.
-    #[arg(long, value_name = "lstm|gru|rnn", default_value = "lstm")]
-    cell: CellKind,
-    /// Units per recurrent layer [default: 256].
-    #[arg(long, value_name = "N")]
-    hidden: Option<usize>,
-    /// Recurrent layers of encoder and decoder [default: 1].
-    #[arg(long, value_name = "N")]
-    layers: Option<usize>,
-    /// Embedding width of both sides [default: 128].
-    #[arg(long, value_name = "N")]
-    embed: Option<usize>,
+    #[command(flatten)]
+    stack: Stack<TranslatePipeline>,
+    /// Embedding width of both sides.
+    #[arg(long, value_name = "N", default_value_t = Seq2SeqConfig::default().embed)]
+    embed: usize,
     /// Read the source in both directions.
     #[arg(long)]
     bidirectional: bool,
@@ -95,67 +90,14 @@ pub struct TrainArgs {
     /// Feed the previous attentional output to the decoder (Luong's input feeding; slower training).
     #[arg(long)]
     input_feeding: bool,
-    /// Dropout between layers and before the head, in training [default: 0.2].
-    #[arg(long, value_name = "P")]
-    dropout: Option<f32>,
     /// Probability of feeding the reference token at each decoder step in training (1: teacher forcing).
-    #[arg(long, value_name = "P", default_value_t = 1.0)]
+    #[arg(long, value_name = "P", default_value_t = TranslateTrainConfig::default().teacher_forcing)]
     teacher_forcing: f64,
     /// Sentence pairs per batch.
-    #[arg(long, value_name = "N", default_value_t = 64)]
+    #[arg(long, value_name = "N", default_value_t = TranslateTrainConfig::default().batch)]
     batch: usize,
-    /// Peak learning rate of AdamW.
-    #[arg(long, value_name = "F", default_value_t = 2e-3)]
-    lr: f64,
-    /// AdamW's decoupled weight decay.
-    #[arg(long, value_name = "F", default_value_t = 0.01)]
-    weight_decay: f64,
-    /// Largest gradient norm (0: no clipping).
-    #[arg(long, value_name = "F", default_value_t = 5.0)]
-    clip: f64,
-    /// Warm-up steps of the learning rate.
-    #[arg(long, value_name = "N", default_value_t = 50)]
-    warmup: usize,
-    /// Learning-rate schedule after the warm-up: cosine (down to 10%) or constant.
-    #[arg(long, value_name = "cosine|constant", default_value = "cosine")]
-    schedule: String,
-    /// Passes over the training pairs [default: 20].
-    #[arg(long, value_name = "N", conflicts_with = "steps")]
-    epochs: Option<usize>,
-    /// Optimizer steps (instead of --epochs).
-    #[arg(long, value_name = "N")]
-    steps: Option<usize>,
-    /// The model directory to write.
-    #[arg(long, value_name = "DIR")]
-    out: PathBuf,
-    /// Continue the run in --out from its latest checkpoint, with its saved settings and data (only
-    /// --steps, --epochs, --max-time, --threads, --skip-nonfinite and the column flags apply).
-    #[arg(long)]
-    resume: bool,
-    /// Seed of the initial weights, dropout, data order and scheduled sampling.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    seed: u64,
-    /// Stop cleanly after this many minutes (a decimal number), evaluating and saving first.
-    #[arg(long, value_name = "MINUTES")]
-    max_time: Option<f64>,
-    /// Measure the validation loss every N steps (the best model is kept).
-    #[arg(long, value_name = "N", default_value_t = 200)]
-    eval_every: usize,
-    /// Write the resumable checkpoint every N steps.
-    #[arg(long, value_name = "N", default_value_t = 500)]
-    checkpoint_every: usize,
-    /// Stop after N evaluations without a better validation loss.
-    #[arg(long, value_name = "N")]
-    patience: Option<usize>,
-    /// Worker threads [default: one per core].
-    #[arg(long, value_name = "N")]
-    threads: Option<usize>,
-    /// Skip a batch whose loss or gradient is NaN or infinite, instead of stopping the run.
-    #[arg(long)]
-    skip_nonfinite: bool,
-    /// cpu (this build's only device).
-    #[arg(long, value_name = "cpu|cuda", default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    run: Loop<TranslatePipeline>,
 }
 
 /// How `eval` and `run` decode.
@@ -240,21 +182,22 @@ pub fn run(cmd: TranslateCommand) -> anyhow::Result<()> {
 }
 
 fn train(args: TrainArgs) -> anyhow::Result<()> {
-    crate::train_flags::start(args.threads, &args.device)?;
-    let schedule = crate::train_flags::schedule(&args.schedule)?;
-    let defaults = Seq2SeqConfig::default();
-    let model = Seq2SeqConfig {
+    let options = args.run.args.start()?;
+    let mut model = Seq2SeqConfig {
         source_vocab: 0,
         target_vocab: 0,
-        embed: args.embed.unwrap_or(defaults.embed),
-        hidden: args.hidden.unwrap_or(defaults.hidden),
-        layers: args.layers.unwrap_or(defaults.layers),
-        cell: args.cell,
+        embed: args.embed,
         bidirectional: args.bidirectional,
         attention: args.attention,
         input_feeding: args.input_feeding,
-        dropout: args.dropout.unwrap_or(defaults.dropout),
+        ..Seq2SeqConfig::default()
     };
+    args.stack.args.apply(StackFields {
+        cell: &mut model.cell,
+        hidden: &mut model.hidden,
+        layers: &mut model.layers,
+        dropout: &mut model.dropout,
+    });
     let config = TranslateTrainConfig {
         data: args.data,
         valid: args.valid,
@@ -272,23 +215,10 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         max_target_tokens: args.max_target_tokens,
         batch: args.batch,
         teacher_forcing: args.teacher_forcing,
-        optim: LoopConfig {
-            lr: args.lr,
-            weight_decay: args.weight_decay,
-            clip: args.clip,
-            schedule,
-            warmup: args.warmup,
-            epochs: args.epochs,
-            steps: args.steps,
-            eval_every: args.eval_every,
-            checkpoint_every: args.checkpoint_every,
-            patience: args.patience,
-            seed: args.seed,
-            on_nonfinite: crate::train_flags::on_nonfinite(args.skip_nonfinite),
-        },
+        optim: args.run.config()?,
     };
-    let options = crate::train_flags::run_options(args.resume, args.max_time)?;
-    let report = train_translator(&model, &config, &args.out, options)?;
+    let out_dir = &args.run.args.out;
+    let report = train_translator(&model, &config, out_dir, options)?;
     let s = &report.summary;
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -297,21 +227,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
          vocabulary {} source / {} target",
         report.train_pairs, report.valid_pairs, report.malformed, report.too_long, report.vocab.0, report.vocab.1
     )?;
-    let how = match s.stopped {
-        Stopped::Finished => "finished",
-        Stopped::TimeBudget => "stopped at --max-time",
-        Stopped::EarlyStopping => "stopped early (no better validation loss)",
-        Stopped::Interrupted => "interrupted",
-    };
-    writeln!(
-        out,
-        "{how} at step {}/{} after {:.1} min ({:.0} target tokens/s); {} parameters",
-        s.steps,
-        s.total_steps,
-        s.elapsed_s / 60.0,
-        s.tokens_per_s,
-        report.parameters
-    )?;
+    print_summary(&mut out, s, report.parameters, TranslatePipeline::UNIT)?;
     if let Some((loss, step)) = s.best_valid {
         writeln!(
             out,
@@ -322,8 +238,8 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
     writeln!(
         out,
         "model directory: {} (measure it: seqlab translate eval --model {})",
-        args.out.display(),
-        args.out.display()
+        out_dir.display(),
+        out_dir.display()
     )?;
     Ok(())
 }

@@ -13,6 +13,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
+use seqlab_cells::RecurrentConfig;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -34,7 +35,7 @@ pub trait Pipeline: Sized + 'static {
     const UNIT: &'static str = "tokens";
 
     /// The model's shape: `"model"` in `config.json`.
-    type ModelConfig: Clone + std::fmt::Debug + PartialEq + Serialize + DeserializeOwned;
+    type ModelConfig: Clone + std::fmt::Debug + PartialEq + Serialize + DeserializeOwned + Default;
     /// How it is trained: `"train"` in `config.json`; it holds the loop's [`LoopConfig`].
     type TrainConfig: Clone + std::fmt::Debug + PartialEq + Serialize + DeserializeOwned + Default;
     /// The files beside `config.json` and the weights (tokenizers, labels), in memory.
@@ -50,6 +51,10 @@ pub trait Pipeline: Sized + 'static {
 
     /// The loop's settings within the training settings.
     fn loop_config(train: &Self::TrainConfig) -> &LoopConfig;
+
+    /// The model's recurrent stack (its cell, width, layers and dropout): what the command line's stack
+    /// flags set, and what a model directory's description shows.
+    fn recurrent(model: &Self::ModelConfig) -> RecurrentConfig;
 
     /// [`Pipeline::loop_config`], mutable.
     fn loop_config_mut(train: &mut Self::TrainConfig) -> &mut LoopConfig;

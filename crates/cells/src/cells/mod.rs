@@ -48,6 +48,13 @@ macro_rules! registry {
                 }
             }
 
+            /// Older names that also parse to this cell.
+            pub fn aliases(self) -> &'static [&'static str] {
+                match self {
+                    $(CellKind::$variant => &[$($alias),*],)*
+                }
+            }
+
             fn builder(self) -> Build {
                 match self {
                     $(CellKind::$variant => $build,)*

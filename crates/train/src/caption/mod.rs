@@ -16,6 +16,7 @@ mod train;
 use std::path::Path;
 
 use candle_nn::VarBuilder;
+use seqlab_cells::RecurrentConfig;
 use seqlab_models::{Captioner, CaptionerConfig};
 use seqlab_tokenize::Tokenizer;
 
@@ -52,6 +53,10 @@ impl Pipeline for CaptionPipeline {
 
     fn loop_config(train: &CaptionTrainConfig) -> &LoopConfig {
         &train.optim
+    }
+
+    fn recurrent(model: &CaptionerConfig) -> RecurrentConfig {
+        model.recurrent()
     }
 
     fn loop_config_mut(train: &mut CaptionTrainConfig) -> &mut LoopConfig {

@@ -13,6 +13,7 @@ mod train;
 use std::path::Path;
 
 use candle_nn::VarBuilder;
+use seqlab_cells::RecurrentConfig;
 use seqlab_models::{Classifier, ClassifierConfig};
 
 pub use config::ClassifyTrainConfig;
@@ -49,6 +50,10 @@ impl Pipeline for ClassifyPipeline {
 
     fn loop_config(train: &ClassifyTrainConfig) -> &LoopConfig {
         &train.optim
+    }
+
+    fn recurrent(model: &ClassifierConfig) -> RecurrentConfig {
+        model.recurrent()
     }
 
     fn loop_config_mut(train: &mut ClassifyTrainConfig) -> &mut LoopConfig {

@@ -12,6 +12,7 @@ mod train;
 use std::path::Path;
 
 use candle_nn::VarBuilder;
+use seqlab_cells::RecurrentConfig;
 use seqlab_models::{LanguageModel, LanguageModelConfig};
 use seqlab_tokenize::Tokenizer;
 
@@ -49,6 +50,10 @@ impl Pipeline for LmPipeline {
 
     fn loop_config(train: &LmTrainConfig) -> &LoopConfig {
         &train.optim
+    }
+
+    fn recurrent(model: &LanguageModelConfig) -> RecurrentConfig {
+        model.recurrent()
     }
 
     fn loop_config_mut(train: &mut LmTrainConfig) -> &mut LoopConfig {

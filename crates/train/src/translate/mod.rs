@@ -15,6 +15,7 @@ mod train;
 use std::path::Path;
 
 use candle_nn::VarBuilder;
+use seqlab_cells::RecurrentConfig;
 use seqlab_models::{Seq2Seq, Seq2SeqConfig};
 
 pub use config::TranslateTrainConfig;
@@ -57,6 +58,10 @@ impl Pipeline for TranslatePipeline {
 
     fn loop_config(train: &TranslateTrainConfig) -> &LoopConfig {
         &train.optim
+    }
+
+    fn recurrent(model: &Seq2SeqConfig) -> RecurrentConfig {
+        model.decoder_rnn()
     }
 
     fn loop_config_mut(train: &mut TranslateTrainConfig) -> &mut LoopConfig {

@@ -1,0 +1,346 @@
+//! The flags every `seqlab ... train` command shares, each declared once: the loop's ([`LoopArgs`]:
+//! learning rate, schedule, steps, checkpoints, `--resume`, `--max-time`, `--threads`, `--device`, ...)
+//! and the recurrent stack's ([`StackArgs`]: `--cell`, `--hidden`, `--layers`, `--dropout`).
+//!
+//! Their defaults are the pipeline's own, read from its library defaults (`P::TrainConfig::default()`,
+//! `P::ModelConfig::default()`), never copied here: a flag that is not given stays `None` and the
+//! pipeline's value applies, and `--help` shows that value beside each flag ([`Loop`], [`Stack`] add it).
+//! Keeping "not given" apart from "the default" is what lets `--resume` change only what was given.
+
+use std::io::Write;
+use std::marker::PhantomData;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use clap::{ArgMatches, Args, Command, FromArgMatches};
+use seqlab_cells::{CellKind, RecurrentConfig};
+use seqlab_train::{LoopConfig, NonFinite, Pipeline, RunOptions, Schedule, TrainSummary};
+
+/// The loop's flags.
+#[derive(clap::Args, Debug)]
+pub struct LoopArgs {
+    /// Peak learning rate of AdamW.
+    #[arg(long, value_name = "F")]
+    lr: Option<f64>,
+    /// AdamW's decoupled weight decay.
+    #[arg(long, value_name = "F")]
+    weight_decay: Option<f64>,
+    /// Largest gradient norm (0: no clipping).
+    #[arg(long, value_name = "F")]
+    clip: Option<f64>,
+    /// Warm-up steps of the learning rate.
+    #[arg(long, value_name = "N")]
+    warmup: Option<usize>,
+    /// Learning-rate schedule after the warm-up: cosine (down to 10%) or constant.
+    #[arg(long, value_name = "cosine|constant")]
+    schedule: Option<String>,
+    /// Passes over the training data.
+    #[arg(long, value_name = "N", conflicts_with = "steps")]
+    epochs: Option<usize>,
+    /// Optimizer steps (instead of --epochs).
+    #[arg(long, value_name = "N")]
+    steps: Option<usize>,
+    /// The model directory to write.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Continue the run in --out from its latest checkpoint, with its saved settings and data (of the
+    /// other flags only --steps, --epochs, --patience, --skip-nonfinite, --max-time and --threads apply).
+    #[arg(long)]
+    pub resume: bool,
+    /// Seed of the initial weights, the dropout masks, the data order and any split of the data.
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// Stop cleanly after this many minutes (a decimal number), evaluating and saving first.
+    #[arg(long, value_name = "MINUTES")]
+    max_time: Option<f64>,
+    /// Evaluate on the validation data (and keep the best model) every N steps.
+    #[arg(long, value_name = "N")]
+    eval_every: Option<usize>,
+    /// Write the resumable checkpoint every N steps.
+    #[arg(long, value_name = "N")]
+    checkpoint_every: Option<usize>,
+    /// Stop after N evaluations without a better validation loss.
+    #[arg(long, value_name = "N")]
+    patience: Option<usize>,
+    /// Worker threads [default: one per core].
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// Skip a batch whose loss or gradient is NaN or infinite, instead of stopping the run.
+    #[arg(long)]
+    skip_nonfinite: bool,
+    /// cpu (this build's only device).
+    #[arg(long, value_name = "cpu|cuda", default_value = "cpu")]
+    device: String,
+}
+
+impl LoopArgs {
+    /// The loop's settings: what was given, else `defaults` (the pipeline's). On `--resume`, the run's
+    /// length and patience stay unset unless given, so that the saved ones hold.
+    pub fn config(&self, defaults: &LoopConfig) -> anyhow::Result<LoopConfig> {
+        let schedule = match self.schedule.as_deref() {
+            None => defaults.schedule,
+            Some("cosine") => Schedule::default(),
+            Some("constant") => Schedule::Constant,
+            Some(other) => bail!("unknown --schedule {other:?}: expected cosine or constant"),
+        };
+        let fresh = |default: Option<usize>| if self.resume { None } else { default };
+        Ok(LoopConfig {
+            lr: self.lr.unwrap_or(defaults.lr),
+            weight_decay: self.weight_decay.unwrap_or(defaults.weight_decay),
+            clip: self.clip.unwrap_or(defaults.clip),
+            schedule,
+            warmup: self.warmup.unwrap_or(defaults.warmup),
+            epochs: self.epochs.or(if self.steps.is_some() {
+                None
+            } else {
+                fresh(defaults.epochs)
+            }),
+            steps: self.steps,
+            eval_every: self.eval_every.unwrap_or(defaults.eval_every),
+            checkpoint_every: self.checkpoint_every.unwrap_or(defaults.checkpoint_every),
+            patience: self.patience.or(fresh(defaults.patience)),
+            seed: self.seed.unwrap_or(defaults.seed),
+            on_nonfinite: if self.skip_nonfinite {
+                NonFinite::Skip
+            } else {
+                NonFinite::Stop
+            },
+        })
+    }
+
+    /// Applies `--threads` (before any worker thread starts) and checks `--device`, then gives the loop's
+    /// run options: `--resume` and `--max-time`, with a progress bar.
+    pub fn start(&self) -> anyhow::Result<RunOptions<'static>> {
+        if let Some(threads) = self.threads {
+            if threads == 0 {
+                bail!("--threads must be at least 1");
+            }
+            // Read by candle and rayon when they first start their threads, which has not happened yet.
+            std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+        }
+        match self.device.as_str() {
+            "cpu" => {}
+            "cuda" => bail!("this seqlab was built without CUDA support; use --device cpu"),
+            other => bail!("unknown --device {other:?}: expected cpu or cuda"),
+        }
+        let max_time = match self.max_time {
+            Some(minutes) if !(minutes.is_finite() && minutes > 0.0) => {
+                bail!("--max-time must be a positive number of minutes, got {minutes}")
+            }
+            Some(minutes) => Some(Duration::from_secs_f64(minutes * 60.0)),
+            None => None,
+        };
+        Ok(RunOptions {
+            resume: self.resume,
+            max_time,
+            progress: true,
+            on_step: None,
+        })
+    }
+}
+
+/// The recurrent stack's flags.
+#[derive(clap::Args, Debug)]
+pub struct StackArgs {
+    /// Recurrent cell.
+    #[arg(long, value_name = "CELL", value_parser = cell_parser())]
+    cell: Option<CellKind>,
+    /// Units per recurrent layer (per direction when it reads both ways).
+    #[arg(long, value_name = "N")]
+    hidden: Option<usize>,
+    /// Recurrent layers.
+    #[arg(long, value_name = "N")]
+    layers: Option<usize>,
+    /// Dropout between layers and before the head, in training.
+    #[arg(long, value_name = "P")]
+    dropout: Option<f32>,
+}
+
+/// A model config's recurrent settings, for [`StackArgs::apply`].
+#[derive(Debug)]
+pub struct StackFields<'a> {
+    pub cell: &'a mut CellKind,
+    pub hidden: &'a mut usize,
+    pub layers: &'a mut usize,
+    pub dropout: &'a mut f32,
+}
+
+impl StackArgs {
+    /// Sets the given flags into a model config's fields.
+    pub fn apply(&self, fields: StackFields<'_>) {
+        if let Some(cell) = self.cell {
+            *fields.cell = cell;
+        }
+        if let Some(hidden) = self.hidden {
+            *fields.hidden = hidden;
+        }
+        if let Some(layers) = self.layers {
+            *fields.layers = layers;
+        }
+        if let Some(dropout) = self.dropout {
+            *fields.dropout = dropout;
+        }
+    }
+}
+
+/// `--cell`: one of the registry's names (aliases accepted), listed in `--help`.
+fn cell_parser() -> impl TypedValueParser<Value = CellKind> {
+    PossibleValuesParser::new(
+        CellKind::ALL
+            .iter()
+            .map(|kind| PossibleValue::new(kind.as_str()).aliases(kind.aliases().iter().copied())),
+    )
+    .try_map(|name| name.parse::<CellKind>())
+}
+
+/// [`LoopArgs`] with the defaults of pipeline `P` shown in `--help`.
+#[derive(Debug)]
+pub struct Loop<P> {
+    pub args: LoopArgs,
+    pipeline: PhantomData<P>,
+}
+
+/// [`StackArgs`] with the defaults of pipeline `P` shown in `--help`.
+#[derive(Debug)]
+pub struct Stack<P> {
+    pub args: StackArgs,
+    pipeline: PhantomData<P>,
+}
+
+impl<P: Pipeline> Loop<P> {
+    /// The pipeline's default loop settings.
+    pub fn defaults() -> LoopConfig {
+        P::loop_config(&P::TrainConfig::default()).clone()
+    }
+
+    /// [`LoopArgs::config`] over the pipeline's defaults.
+    pub fn config(&self) -> anyhow::Result<LoopConfig> {
+        self.args.config(&Self::defaults())
+    }
+}
+
+/// Appends `[default: VALUE]` to the help of each named argument.
+fn show_defaults(mut cmd: Command, defaults: Vec<(&'static str, String)>) -> Command {
+    for (id, value) in defaults {
+        cmd = cmd.mut_arg(id, |arg| {
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            arg.help(format!("{help} [default: {value}]"))
+        });
+    }
+    cmd
+}
+
+fn loop_defaults(d: &LoopConfig) -> Vec<(&'static str, String)> {
+    let every = |n: usize| {
+        if n == 0 {
+            "once per epoch".to_string()
+        } else {
+            n.to_string()
+        }
+    };
+    vec![
+        ("lr", d.lr.to_string()),
+        ("weight_decay", d.weight_decay.to_string()),
+        ("clip", d.clip.to_string()),
+        ("warmup", d.warmup.to_string()),
+        (
+            "schedule",
+            match d.schedule {
+                Schedule::Constant => "constant",
+                Schedule::Cosine { .. } => "cosine",
+            }
+            .to_string(),
+        ),
+        ("epochs", d.epochs.unwrap_or(20).to_string()),
+        ("seed", d.seed.to_string()),
+        ("eval_every", every(d.eval_every)),
+        ("checkpoint_every", every(d.checkpoint_every)),
+    ]
+}
+
+fn stack_defaults(d: &RecurrentConfig) -> Vec<(&'static str, String)> {
+    vec![
+        ("cell", d.cell.to_string()),
+        ("hidden", d.hidden_size.to_string()),
+        ("layers", d.num_layers.to_string()),
+        ("dropout", d.dropout.to_string()),
+    ]
+}
+
+impl<P: Pipeline> FromArgMatches for Loop<P> {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        Ok(Loop {
+            args: LoopArgs::from_arg_matches(matches)?,
+            pipeline: PhantomData,
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        self.args.update_from_arg_matches(matches)
+    }
+}
+
+impl<P: Pipeline> Args for Loop<P> {
+    fn augment_args(cmd: Command) -> Command {
+        show_defaults(
+            LoopArgs::augment_args(cmd),
+            loop_defaults(&Self::defaults()),
+        )
+    }
+
+    fn augment_args_for_update(cmd: Command) -> Command {
+        show_defaults(
+            LoopArgs::augment_args_for_update(cmd),
+            loop_defaults(&Self::defaults()),
+        )
+    }
+}
+
+impl<P: Pipeline> FromArgMatches for Stack<P> {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        Ok(Stack {
+            args: StackArgs::from_arg_matches(matches)?,
+            pipeline: PhantomData,
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        self.args.update_from_arg_matches(matches)
+    }
+}
+
+impl<P: Pipeline> Args for Stack<P> {
+    fn augment_args(cmd: Command) -> Command {
+        let defaults = P::recurrent(&P::ModelConfig::default());
+        show_defaults(StackArgs::augment_args(cmd), stack_defaults(&defaults))
+    }
+
+    fn augment_args_for_update(cmd: Command) -> Command {
+        let defaults = P::recurrent(&P::ModelConfig::default());
+        show_defaults(
+            StackArgs::augment_args_for_update(cmd),
+            stack_defaults(&defaults),
+        )
+    }
+}
+
+/// The summary line every `train` command prints: how the run ended, its steps, time and throughput (in
+/// the pipeline's `unit`s per second), and the model's size.
+pub fn print_summary(
+    out: &mut impl Write,
+    summary: &TrainSummary,
+    parameters: usize,
+    unit: &str,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{} at step {}/{} after {:.1} min ({:.0} {unit}/s); {parameters} parameters",
+        summary.stopped,
+        summary.steps,
+        summary.total_steps,
+        summary.elapsed_s / 60.0,
+        summary.tokens_per_s,
+    )
+}
