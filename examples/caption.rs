@@ -118,9 +118,9 @@ fn main() -> Result<()> {
         OnBadImage::Fail,
     )?;
     let decoding = if args.beam > 1 {
-        Decoding::Beam(args.beam)
+        Decoding::beam(args.beam)
     } else {
-        Decoding::Greedy
+        Decoding::GREEDY
     };
     let captions = captioner.caption(&images.pixels, decoding, 12)?;
     let outputs: Vec<CaptionedOutput> = images

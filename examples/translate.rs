@@ -88,7 +88,7 @@ fn main() -> Result<()> {
     }
     let translator = load_translator(&model_dir, &Device::Cpu)?;
     for decoding in [
-        Decoding::Greedy,
+        Decoding::GREEDY,
         Decoding::Beam {
             width: args.beam,
             alpha: 0.6,
@@ -96,10 +96,7 @@ fn main() -> Result<()> {
     ] {
         let eval = translator.evaluate_file(None, decoding)?;
         let b = &eval.bleu;
-        let name = match decoding {
-            Decoding::Greedy => "greedy".to_string(),
-            Decoding::Beam { width, .. } => format!("beam {width}"),
-        };
+        let name = decoding.to_string();
         println!(
             "{name}: BLEU {:.2} ({:.1}/{:.1}/{:.1}/{:.1}, BP {:.3}) on {} held-out sentences",
             b.score,

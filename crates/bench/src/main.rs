@@ -8,6 +8,7 @@
 //!
 //! Run: `cargo run --release -p seqlab-bench -- [--only lstm-256-1] [--no-gen] [--no-train] [--rep N]`
 
+use seqlab_base::SplitMix64;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
@@ -164,21 +165,14 @@ fn one_hot(ids: &Tensor) -> Result<Tensor> {
 }
 
 /// A small deterministic generator (SplitMix64), so the token pool is the same on every run.
-struct Rng(u64);
+struct Rng(SplitMix64);
 
 impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
     fn below(&mut self, n: usize) -> u32 {
-        (self.next_u64() % n as u64) as u32
+        self.0.below(n) as u32
     }
     fn unit(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+        (self.0.next_u64() >> 40) as f32 / (1u64 << 24) as f32
     }
 }
 
@@ -219,7 +213,7 @@ fn train_bench(
             ..Default::default()
         },
     )?;
-    let mut rng = Rng(1234);
+    let mut rng = Rng(SplitMix64::new(1234));
     let pool: Vec<Tensor> = (0..4)
         .map(|_| {
             let v: Vec<u32> = (0..batch * (seq + 1)).map(|_| rng.below(VOCAB)).collect();
@@ -297,7 +291,7 @@ fn gen_bench(cell: CellKind, hidden: usize, layers: usize, rep: usize) -> Result
         layers,
         VarBuilder::from_tensors(plain, DType::F32, &Device::Cpu),
     )?;
-    let mut rng = Rng(42);
+    let mut rng = Rng(SplitMix64::new(42));
     let prompt: Vec<u32> = (0..PROMPT_LEN).map(|_| rng.below(VOCAB)).collect();
     let prompt = Tensor::from_vec(prompt, (1, PROMPT_LEN), &Device::Cpu)?;
     let mut run = |ntok: usize| -> Result<Vec<u32>> {

@@ -2,6 +2,7 @@
 //! resumed from a checkpoint, is reproducible (candle-nn's dropout draws from an unseedable generator).
 
 use candle_core::{Result, Tensor};
+use seqlab_base::SplitMix64;
 
 /// Dropout between the layers of a stack, for [`crate::Recurrent`]'s forward passes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,13 +53,9 @@ pub fn dropout(xs: &Tensor, p: f32, seed: u64) -> Result<Tensor> {
     let scale = 1.0 / (1.0 - p);
     let threshold = (p as f64 * 4_294_967_296.0) as u64;
     let mut mask = Vec::with_capacity(n + 1);
-    let mut state = seed;
+    let mut rng = SplitMix64::new(seed);
     while mask.len() < n {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
+        let z = rng.next_u64();
         for draw in [z & 0xFFFF_FFFF, z >> 32] {
             mask.push(if draw >= threshold { scale } else { 0.0 });
         }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use candle_core::Device;
 use seqlab_data::{
-    is_labelled_table, load_images, read_captions, CaptionedImage, ColumnFlags, OnBadImage,
+    is_labelled_table, load_images, read_captions, CaptionedImage, Columns, OnBadImage,
 };
 use seqlab_models::{AttentionKind, CaptionerConfig, CnnConfig, Inject};
 use seqlab_train::caption::{
@@ -18,7 +18,7 @@ use seqlab_train::{
     LoadedCaptioner, Pipeline,
 };
 
-use crate::train_args::{print_summary, Loop, Stack, StackFields};
+use crate::train_args::{print_summary, set_stack, Loop, ModelDirArg, Stack};
 
 /// Train an image captioner, score it, or caption images.
 #[derive(clap::Subcommand, Debug)]
@@ -110,9 +110,8 @@ pub struct TrainArgs {
 /// Arguments of `seqlab caption eval`.
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
-    /// A model directory written by `seqlab caption train`.
-    #[arg(long, value_name = "DIR")]
-    model: PathBuf,
+    #[command(flatten)]
+    model: ModelDirArg<CaptionPipeline>,
     /// The image folder (not needed when --captions is a hub split or a parquet file).
     #[arg(long, value_name = "DIR")]
     images: Option<PathBuf>,
@@ -149,9 +148,8 @@ pub struct EvalArgs {
 /// Arguments of `seqlab caption run`.
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// A model directory written by `seqlab caption train`.
-    #[arg(long, value_name = "DIR")]
-    model: PathBuf,
+    #[command(flatten)]
+    model: ModelDirArg<CaptionPipeline>,
     /// PNG or JPEG files to caption.
     #[arg(value_name = "IMAGE", required = true)]
     images: Vec<PathBuf>,
@@ -175,13 +173,13 @@ pub fn run(cmd: CaptionCommand) -> anyhow::Result<()> {
 fn decoding(beam: Option<usize>) -> anyhow::Result<Decoding> {
     match beam {
         Some(0) => bail!("--beam must be at least 1"),
-        Some(width) => Ok(Decoding::Beam(width)),
-        None => Ok(Decoding::Greedy),
+        Some(width) => Ok(Decoding::beam(width)),
+        None => Ok(Decoding::GREEDY),
     }
 }
 
 fn train(args: TrainArgs) -> anyhow::Result<()> {
-    let options = args.run.args.start()?;
+    let options = args.run.start()?;
     let mut model = CaptionerConfig {
         encoder: CnnConfig {
             image_size: args.image_size,
@@ -195,12 +193,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         embed: args.embed,
         ..CaptionerConfig::default()
     };
-    args.stack.args.apply(StackFields {
-        cell: &mut model.cell,
-        hidden: &mut model.hidden,
-        layers: &mut model.layers,
-        dropout: &mut model.dropout,
-    });
+    set_stack!(args.stack, model);
     let config = CaptionTrainConfig {
         images: args
             .images
@@ -219,7 +212,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         max_words: args.max_words,
         optim: args.run.config()?,
     };
-    let out_dir = &args.run.args.out;
+    let out_dir = &args.run.out;
     let report = train_captioner(&model, &config, out_dir, options)?;
     let s = &report.summary;
     let mut out = std::io::stdout().lock();
@@ -252,9 +245,9 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
             &captioner,
             Path::new(&config.images),
             Path::new(&config.captions),
-            &ColumnFlags::default(),
+            &Columns::new(),
             Split::Valid,
-            Decoding::Greedy,
+            Decoding::GREEDY,
             false,
         )?;
         writeln!(
@@ -307,7 +300,7 @@ fn score(
     captioner: &LoadedCaptioner,
     images: &Path,
     captions: &Path,
-    columns: &ColumnFlags,
+    columns: &Columns,
     split: Split,
     decoding: Decoding,
     skip_bad: bool,
@@ -394,12 +387,10 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
         None if is_labelled_table(&captions) => PathBuf::new(),
         None => bail!("--images DIR is needed with the captions file {captions} (only a hub split or a .parquet file holds its images)"),
     };
-    let columns = ColumnFlags {
-        image: args.image_column,
-        text: args.caption_column,
-        ..ColumnFlags::default()
-    };
-    let captioner = load_captioner(&args.model, &Device::Cpu)?;
+    let columns = Columns::new()
+        .with("image", args.image_column)
+        .with("caption", args.caption_column);
+    let captioner = load_captioner(&args.model.model, &Device::Cpu)?;
     let scored = score(
         &captioner,
         &images,
@@ -417,7 +408,7 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
         }
         write_report(
             path,
-            &format!("seqlab captions: {}", args.model.display()),
+            &format!("seqlab captions: {}", args.model.model.display()),
             &summary,
             &scored.paths,
             &scored.outputs,
@@ -477,7 +468,7 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
 
 fn run_images(args: RunArgs) -> anyhow::Result<()> {
     let decoding = decoding(args.beam)?;
-    let captioner = load_captioner(&args.model, &Device::Cpu)?;
+    let captioner = load_captioner(&args.model.model, &Device::Cpu)?;
     let mut pixels = Vec::with_capacity(args.images.len());
     for path in &args.images {
         pixels.push(captioner.load_image(path)?);
@@ -500,7 +491,7 @@ fn run_images(args: RunArgs) -> anyhow::Result<()> {
             .collect();
         write_report(
             report,
-            &format!("seqlab captions: {}", args.model.display()),
+            &format!("seqlab captions: {}", args.model.model.display()),
             &[],
             &args.images,
             &outputs,

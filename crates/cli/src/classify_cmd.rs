@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use candle_core::Device;
-use seqlab_data::{is_labelled_table, ColumnFlags, LabelledFormat, TextField};
+use seqlab_data::{Columns, LabelledFormat, TextField};
 use seqlab_models::{ClassifierConfig, Pooling};
 use seqlab_train::classify::{load_classifier, train_classifier, ClassifyTrainConfig};
 use seqlab_train::{ClassifyPipeline, Pipeline};
 
-use crate::train_args::{print_summary, Loop, Stack, StackFields};
+use crate::train_args::{print_summary, set_stack, Loop, ModelDirArg, Stack};
 
 /// Train, evaluate or apply a recurrent text classifier.
 #[derive(clap::Subcommand, Debug)]
@@ -96,9 +96,8 @@ pub struct TrainArgs {
 /// Arguments of `seqlab classify eval`.
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
-    /// A model directory written by `seqlab classify train`.
-    #[arg(long, value_name = "DIR")]
-    model: PathBuf,
+    #[command(flatten)]
+    model: ModelDirArg<ClassifyPipeline>,
     /// Labelled text: AG News CSV, label<TAB>text TSV, a .parquet file or a hub split
     /// hf://datasets/OWNER/NAME[@REVISION][:SPLIT].
     #[arg(long, value_name = "FILE")]
@@ -124,9 +123,8 @@ pub struct EvalArgs {
 /// Arguments of `seqlab classify predict`.
 #[derive(clap::Args, Debug)]
 pub struct PredictArgs {
-    /// A model directory written by `seqlab classify train`.
-    #[arg(long, value_name = "DIR")]
-    model: PathBuf,
+    #[command(flatten)]
+    model: ModelDirArg<ClassifyPipeline>,
     /// Texts to classify (or --input).
     #[arg(value_name = "TEXT", conflicts_with = "input")]
     texts: Vec<String>,
@@ -165,30 +163,19 @@ fn names_beside(data: &Path) -> Option<PathBuf> {
 /// Column flags name columns of tables only: given for a CSV or TSV file (which has its own layout), they
 /// are an error rather than ignored.
 fn check_columns(
-    columns: &ColumnFlags,
+    columns: &Columns,
     sources: &[&str],
     format: LabelledFormat,
 ) -> anyhow::Result<()> {
-    let flag = match (&columns.text, &columns.label) {
-        (Some(_), _) => "--text-column",
-        (None, Some(_)) => "--label-column",
-        (None, None) => return Ok(()),
-    };
-    if sources.iter().any(|s| is_labelled_table(s)) {
-        return Ok(());
-    }
     let layout = match format {
         LabelledFormat::AgNews => "AG News CSV (--text chooses its columns)",
         LabelledFormat::Tsv => "label<TAB>text TSV",
     };
-    bail!(
-        "{flag} names a column of a table (a hub split or a .parquet file), but {} is read as {layout}",
-        sources.first().copied().unwrap_or_default()
-    )
+    Ok(columns.check_tables(sources, layout)?)
 }
 
 fn train(args: TrainArgs) -> anyhow::Result<()> {
-    let options = args.run.args.start()?;
+    let options = args.run.start()?;
     if let Some(0) = args.max_len {
         bail!("--max-len must be at least 1");
     }
@@ -202,13 +189,8 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         embed_dropout: args.embed_dropout.unwrap_or(defaults.embed_dropout),
         ..defaults
     };
-    args.stack.args.apply(StackFields {
-        cell: &mut model.cell,
-        hidden: &mut model.hidden,
-        layers: &mut model.layers,
-        dropout: &mut model.dropout,
-    });
-    let resume = args.run.args.resume;
+    set_stack!(args.stack, model);
+    let resume = args.run.resume;
     let format = args
         .format
         .unwrap_or_else(|| LabelledFormat::detect(Path::new(&args.data)));
@@ -221,11 +203,9 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
             }),
         None => None,
     };
-    let columns = ColumnFlags {
-        text: args.text_column,
-        label: args.label_column,
-        ..ColumnFlags::default()
-    };
+    let columns = Columns::new()
+        .with("text", args.text_column.clone())
+        .with("label", args.label_column.clone());
     if !resume {
         let sources: Vec<&str> = std::iter::once(args.data.as_str())
             .chain(args.valid.as_deref())
@@ -235,8 +215,8 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
     let config = ClassifyTrainConfig {
         data: args.data,
         valid: args.valid,
-        text_column: columns.text,
-        label_column: columns.label,
+        text_column: args.text_column,
+        label_column: args.label_column,
         valid_fraction: args.valid_fraction,
         format: args.format.map(|f| f.as_str().to_string()),
         text: args.text.as_str().to_string(),
@@ -250,7 +230,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         balanced: args.balanced,
         optim: args.run.config()?,
     };
-    let out_dir = &args.run.args.out;
+    let out_dir = &args.run.out;
     let report = train_classifier(&model, &config, out_dir, options)?;
     let s = &report.summary;
     if !report.history.is_empty() {
@@ -289,12 +269,10 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
 }
 
 fn eval(args: EvalArgs) -> anyhow::Result<()> {
-    let classifier = load_classifier(&args.model, &Device::Cpu)?;
-    let columns = ColumnFlags {
-        text: args.text_column,
-        label: args.label_column,
-        ..ColumnFlags::default()
-    };
+    let classifier = load_classifier(&args.model.model, &Device::Cpu)?;
+    let columns = Columns::new()
+        .with("text", args.text_column.clone())
+        .with("label", args.label_column.clone());
     let format = args
         .format
         .unwrap_or_else(|| LabelledFormat::detect(&args.data));
@@ -324,7 +302,7 @@ fn predict(args: PredictArgs) -> anyhow::Result<()> {
     if args.top == 0 {
         bail!("--top must be at least 1");
     }
-    let classifier = load_classifier(&args.model, &Device::Cpu)?;
+    let classifier = load_classifier(&args.model.model, &Device::Cpu)?;
     let texts: Vec<String> = match &args.input {
         Some(path) => {
             let content = seqlab_tokenize::read_text(path)?;
@@ -346,7 +324,7 @@ fn predict(args: PredictArgs) -> anyhow::Result<()> {
     };
     let probabilities = classifier
         .predict(&texts)
-        .with_context(|| format!("cannot classify with {}", args.model.display()))?;
+        .with_context(|| format!("cannot classify with {}", args.model.model.display()))?;
     let mut out = std::io::stdout().lock();
     for row in probabilities {
         let mut order: Vec<usize> = (0..row.len()).collect();

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use anyhow::bail;
-use seqlab_data::{catalogue, find_dataset, CatalogueEntry, DatasetTask, Hub, HubDataset};
+use seqlab_data::{catalogue, find_dataset, CatalogueEntry, Columns, Hub, HubDataset};
 
 /// The catalogue of named datasets, and their download into the hub cache.
 #[derive(clap::Subcommand, Debug)]
@@ -39,22 +39,12 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
 }
 
 fn columns(entry: &CatalogueEntry) -> String {
-    let c = entry.columns;
-    let text_flag = match entry.task {
-        DatasetTask::Caption => "--caption-column",
-        _ => "--text-column",
-    };
-    [
-        (text_flag, c.text),
-        ("--label-column", c.label),
-        ("--source-column", c.source),
-        ("--target-column", c.target),
-        ("--image-column", c.image),
-    ]
-    .iter()
-    .filter_map(|(flag, column)| column.map(|column| format!("{flag} {column}")))
-    .collect::<Vec<_>>()
-    .join(", ")
+    entry
+        .columns
+        .iter()
+        .map(|(role, column)| format!("{} {column}", Columns::flag(role)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn list() -> anyhow::Result<()> {
@@ -70,9 +60,7 @@ fn list() -> anyhow::Result<()> {
         writeln!(
             out,
             "{}  (seqlab {})  {}",
-            entry.name,
-            entry.task.command(),
-            entry.description
+            entry.name, entry.command, entry.description
         )?;
         writeln!(
             out,
@@ -149,7 +137,7 @@ fn fetch(args: FetchArgs) -> anyhow::Result<()> {
         writeln!(
             out,
             "train on it: seqlab {} train --data {first} ...",
-            entry.task.command()
+            entry.command
         )?;
     }
     Ok(())

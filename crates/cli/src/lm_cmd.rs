@@ -9,7 +9,7 @@ use seqlab_decode::Sampling;
 use seqlab_models::LanguageModelConfig;
 use seqlab_train::{load_lm, train_lm, Decoding, LmPipeline, LmTrainConfig, Pipeline};
 
-use crate::train_args::{print_summary, Loop, Stack, StackFields};
+use crate::train_args::{print_summary, set_stack, Loop, ModelDirArg, Stack};
 
 /// Train, sample or evaluate a recurrent language model.
 #[derive(clap::Subcommand, Debug)]
@@ -75,9 +75,8 @@ pub struct TrainArgs {
 /// Arguments of `seqlab lm generate`.
 #[derive(clap::Args, Debug)]
 pub struct GenerateArgs {
-    /// A model directory written by `seqlab lm train`.
-    #[arg(long, value_name = "DIR")]
-    model: PathBuf,
+    #[command(flatten)]
+    model: ModelDirArg<LmPipeline>,
     /// Text to continue; empty starts from <bos>. Characters or words the model does not know are read as
     /// <unk>.
     #[arg(long, value_name = "TEXT", default_value = "")]
@@ -113,9 +112,8 @@ pub struct GenerateArgs {
 /// Arguments of `seqlab lm eval`.
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
-    /// A model directory written by `seqlab lm train`.
-    #[arg(long, value_name = "DIR")]
-    model: PathBuf,
+    #[command(flatten)]
+    model: ModelDirArg<LmPipeline>,
     /// The UTF-8 text file to measure.
     #[arg(long, value_name = "FILE")]
     data: PathBuf,
@@ -140,19 +138,14 @@ pub fn run(cmd: LmCommand) -> anyhow::Result<()> {
 }
 
 fn train(args: TrainArgs) -> anyhow::Result<()> {
-    let options = args.run.args.start()?;
+    let options = args.run.start()?;
     let mut model = LanguageModelConfig {
         vocab_size: 0,
         embed: args.embed,
         weight_drop: args.weight_drop,
         ..LanguageModelConfig::default()
     };
-    args.stack.args.apply(StackFields {
-        cell: &mut model.cell,
-        hidden: &mut model.hidden,
-        layers: &mut model.layers,
-        dropout: &mut model.dropout,
-    });
+    set_stack!(args.stack, model);
     let config = LmTrainConfig {
         data: args.data,
         valid: args.valid,
@@ -166,7 +159,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         seq_len: args.seq_len,
         optim: args.run.config()?,
     };
-    let out_dir = &args.run.args.out;
+    let out_dir = &args.run.out;
     let report = train_lm(&model, &config, out_dir, options)?;
     let s = &report.summary;
     let mut out = std::io::stdout().lock();
@@ -201,9 +194,9 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
 }
 
 fn generate_text(args: GenerateArgs) -> anyhow::Result<()> {
-    let lm = load_lm(&args.model, &Device::Cpu)?;
+    let lm = load_lm(&args.model.model, &Device::Cpu)?;
     let decoding = match args.beam {
-        Some(width) => Decoding::Beam { width },
+        Some(width) => Decoding::beam(width),
         None if args.greedy => Decoding::Sample {
             sampling: Sampling::Greedy,
             seed: args.seed,
@@ -242,14 +235,14 @@ fn generate_text(args: GenerateArgs) -> anyhow::Result<()> {
 }
 
 fn eval(args: EvalArgs) -> anyhow::Result<()> {
-    let lm = load_lm(&args.model, &Device::Cpu)?;
+    let lm = load_lm(&args.model.model, &Device::Cpu)?;
     let text = seqlab_tokenize::read_text(&args.data)?;
     let result = lm
         .evaluate_text(&text, args.batch, args.seq_len)
         .with_context(|| {
             format!(
                 "cannot evaluate {} on {}",
-                args.model.display(),
+                args.model.model.display(),
                 args.data.display()
             )
         })?;

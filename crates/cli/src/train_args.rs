@@ -16,7 +16,7 @@ use anyhow::bail;
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{ArgMatches, Args, Command, FromArgMatches};
 use seqlab_cells::{CellKind, RecurrentConfig};
-use seqlab_train::{LoopConfig, NonFinite, Pipeline, RunOptions, Schedule, TrainSummary};
+use seqlab_train::{HasLoop, LoopConfig, NonFinite, Pipeline, RunOptions, Schedule, TrainSummary};
 
 /// The loop's flags.
 #[derive(clap::Args, Debug)]
@@ -185,6 +185,21 @@ impl StackArgs {
     }
 }
 
+/// Sets the given [`StackArgs`] into a model config's `cell`, `hidden`, `layers` and `dropout` (the names
+/// every model config gives them).
+macro_rules! set_stack {
+    ($stack:expr, $model:expr) => {
+        $stack.apply($crate::train_args::StackFields {
+            cell: &mut $model.cell,
+            hidden: &mut $model.hidden,
+            layers: &mut $model.layers,
+            dropout: &mut $model.dropout,
+        })
+    };
+}
+
+pub(crate) use set_stack;
+
 /// `--cell`: one of the registry's names (aliases accepted), listed in `--help`.
 fn cell_parser() -> impl TypedValueParser<Value = CellKind> {
     PossibleValuesParser::new(
@@ -195,29 +210,103 @@ fn cell_parser() -> impl TypedValueParser<Value = CellKind> {
     .try_map(|name| name.parse::<CellKind>())
 }
 
-/// [`LoopArgs`] with the defaults of pipeline `P` shown in `--help`.
+/// Flags `A` whose `--help` pipeline `P` completes: with its defaults, its command's name.
 #[derive(Debug)]
-pub struct Loop<P> {
-    pub args: LoopArgs,
+pub struct For<P, A> {
+    /// The flags as parsed.
+    pub args: A,
     pipeline: PhantomData<P>,
 }
 
+/// How pipeline `P` completes the help of a group of flags.
+pub trait Completed<P> {
+    /// `cmd`, whose arguments include this group's, with their help completed for `P`.
+    fn complete(cmd: Command) -> Command;
+}
+
+/// [`LoopArgs`] with the defaults of pipeline `P` shown in `--help`.
+pub type Loop<P> = For<P, LoopArgs>;
+
 /// [`StackArgs`] with the defaults of pipeline `P` shown in `--help`.
-#[derive(Debug)]
-pub struct Stack<P> {
-    pub args: StackArgs,
-    pipeline: PhantomData<P>,
+pub type Stack<P> = For<P, StackArgs>;
+
+/// [`ModelArg`] naming pipeline `P`'s train command in `--help`.
+pub type ModelDirArg<P> = For<P, ModelArg>;
+
+/// `--model DIR`: the model directory a command reads.
+#[derive(clap::Args, Debug)]
+pub struct ModelArg {
+    /// A model directory.
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
 }
 
 impl<P: Pipeline> Loop<P> {
     /// The pipeline's default loop settings.
     pub fn defaults() -> LoopConfig {
-        P::loop_config(&P::TrainConfig::default()).clone()
+        P::TrainConfig::default().loop_config().clone()
     }
 
     /// [`LoopArgs::config`] over the pipeline's defaults.
     pub fn config(&self) -> anyhow::Result<LoopConfig> {
         self.args.config(&Self::defaults())
+    }
+}
+
+impl<P, A> std::ops::Deref for For<P, A> {
+    type Target = A;
+
+    fn deref(&self) -> &A {
+        &self.args
+    }
+}
+
+impl<P: Pipeline> Completed<P> for LoopArgs {
+    fn complete(cmd: Command) -> Command {
+        show_defaults(cmd, loop_defaults(&Loop::<P>::defaults()))
+    }
+}
+
+impl<P: Pipeline> Completed<P> for StackArgs {
+    fn complete(cmd: Command) -> Command {
+        show_defaults(
+            cmd,
+            stack_defaults(&P::recurrent(&P::ModelConfig::default())),
+        )
+    }
+}
+
+impl<P: Pipeline> Completed<P> for ModelArg {
+    fn complete(cmd: Command) -> Command {
+        cmd.mut_arg("model", |arg| {
+            arg.help(format!(
+                "A model directory written by `seqlab {} train`",
+                P::TASK
+            ))
+        })
+    }
+}
+
+impl<P, A: FromArgMatches> FromArgMatches for For<P, A> {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        Ok(For {
+            args: A::from_arg_matches(matches)?,
+            pipeline: PhantomData,
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        self.args.update_from_arg_matches(matches)
+    }
+}
+
+impl<P: Pipeline, A: Args + Completed<P>> Args for For<P, A> {
+    fn augment_args(cmd: Command) -> Command {
+        A::complete(A::augment_args(cmd))
+    }
+
+    fn augment_args_for_update(cmd: Command) -> Command {
+        A::complete(A::augment_args_for_update(cmd))
     }
 }
 
@@ -267,63 +356,6 @@ fn stack_defaults(d: &RecurrentConfig) -> Vec<(&'static str, String)> {
         ("layers", d.num_layers.to_string()),
         ("dropout", d.dropout.to_string()),
     ]
-}
-
-impl<P: Pipeline> FromArgMatches for Loop<P> {
-    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
-        Ok(Loop {
-            args: LoopArgs::from_arg_matches(matches)?,
-            pipeline: PhantomData,
-        })
-    }
-
-    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
-        self.args.update_from_arg_matches(matches)
-    }
-}
-
-impl<P: Pipeline> Args for Loop<P> {
-    fn augment_args(cmd: Command) -> Command {
-        show_defaults(
-            LoopArgs::augment_args(cmd),
-            loop_defaults(&Self::defaults()),
-        )
-    }
-
-    fn augment_args_for_update(cmd: Command) -> Command {
-        show_defaults(
-            LoopArgs::augment_args_for_update(cmd),
-            loop_defaults(&Self::defaults()),
-        )
-    }
-}
-
-impl<P: Pipeline> FromArgMatches for Stack<P> {
-    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
-        Ok(Stack {
-            args: StackArgs::from_arg_matches(matches)?,
-            pipeline: PhantomData,
-        })
-    }
-
-    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
-        self.args.update_from_arg_matches(matches)
-    }
-}
-
-impl<P: Pipeline> Args for Stack<P> {
-    fn augment_args(cmd: Command) -> Command {
-        let defaults = P::recurrent(&P::ModelConfig::default());
-        show_defaults(StackArgs::augment_args(cmd), stack_defaults(&defaults))
-    }
-
-    fn augment_args_for_update(cmd: Command) -> Command {
-        let defaults = P::recurrent(&P::ModelConfig::default());
-        show_defaults(
-            StackArgs::augment_args_for_update(cmd),
-            stack_defaults(&defaults),
-        )
-    }
 }
 
 /// The summary line every `train` command prints: how the run ended, its steps, time and throughput (in

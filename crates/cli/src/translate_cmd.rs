@@ -5,14 +5,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use candle_core::Device;
-use seqlab_data::ColumnFlags;
+use seqlab_data::Columns;
 use seqlab_models::{AttentionKind, Seq2SeqConfig};
 use seqlab_train::translate::{attention_svg, Decoding};
 use seqlab_train::{
     load_translator, train_translator, Pipeline, TranslatePipeline, TranslateTrainConfig,
 };
 
-use crate::train_args::{print_summary, Loop, Stack, StackFields};
+use crate::train_args::{print_summary, set_stack, Loop, ModelDirArg, Stack};
 
 /// Train, evaluate or run an encoder-decoder translator with attention.
 #[derive(clap::Subcommand, Debug)]
@@ -114,7 +114,7 @@ pub struct DecodeArgs {
 impl DecodeArgs {
     fn decoding(&self) -> anyhow::Result<Decoding> {
         match self.beam {
-            None => Ok(Decoding::Greedy),
+            None => Ok(Decoding::GREEDY),
             Some(0) => bail!("--beam must be at least 1"),
             Some(width) => Ok(Decoding::Beam {
                 width,
@@ -127,9 +127,8 @@ impl DecodeArgs {
 /// Arguments of `seqlab translate eval`.
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
-    /// A model directory written by `seqlab translate train`.
-    #[arg(long, value_name = "DIR")]
-    model: PathBuf,
+    #[command(flatten)]
+    model: ModelDirArg<TranslatePipeline>,
     /// A source<TAB>target file, a .parquet file or a hub split; without it, the held-out pairs of the
     /// model's training data.
     #[arg(long, value_name = "FILE")]
@@ -155,9 +154,8 @@ pub struct EvalArgs {
 /// Arguments of `seqlab translate run`.
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// A model directory written by `seqlab translate train`.
-    #[arg(long, value_name = "DIR")]
-    model: PathBuf,
+    #[command(flatten)]
+    model: ModelDirArg<TranslatePipeline>,
     /// Sentences to translate.
     #[arg(value_name = "TEXT", conflicts_with = "input")]
     text: Vec<String>,
@@ -182,7 +180,7 @@ pub fn run(cmd: TranslateCommand) -> anyhow::Result<()> {
 }
 
 fn train(args: TrainArgs) -> anyhow::Result<()> {
-    let options = args.run.args.start()?;
+    let options = args.run.start()?;
     let mut model = Seq2SeqConfig {
         source_vocab: 0,
         target_vocab: 0,
@@ -192,12 +190,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         input_feeding: args.input_feeding,
         ..Seq2SeqConfig::default()
     };
-    args.stack.args.apply(StackFields {
-        cell: &mut model.cell,
-        hidden: &mut model.hidden,
-        layers: &mut model.layers,
-        dropout: &mut model.dropout,
-    });
+    set_stack!(args.stack, model);
     let config = TranslateTrainConfig {
         data: args.data,
         valid: args.valid,
@@ -217,7 +210,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         teacher_forcing: args.teacher_forcing,
         optim: args.run.config()?,
     };
-    let out_dir = &args.run.args.out;
+    let out_dir = &args.run.out;
     let report = train_translator(&model, &config, out_dir, options)?;
     let s = &report.summary;
     let mut out = std::io::stdout().lock();
@@ -246,12 +239,10 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
 
 fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let decoding = args.decode.decoding()?;
-    let translator = load_translator(&args.model, &Device::Cpu)?;
-    let columns = ColumnFlags {
-        source: args.source_column,
-        target: args.target_column,
-        ..ColumnFlags::default()
-    };
+    let translator = load_translator(&args.model.model, &Device::Cpu)?;
+    let columns = Columns::new()
+        .with("source", args.source_column)
+        .with("target", args.target_column);
     let result = translator.evaluate_file_with_columns(args.data.as_deref(), decoding, &columns)?;
     if let Some(path) = &args.output {
         let text: String = result.hypotheses.iter().map(|h| format!("{h}\n")).collect();
@@ -259,10 +250,7 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     let bleu = &result.bleu;
-    let decoding_name = match decoding {
-        Decoding::Greedy => "greedy".to_string(),
-        Decoding::Beam { width, .. } => format!("beam {width}"),
-    };
+    let decoding_name = decoding.to_string();
     let mut out = std::io::stdout().lock();
     if args.json {
         let json = serde_json::json!({
@@ -305,7 +293,7 @@ fn translate(args: RunArgs) -> anyhow::Result<()> {
         }
         None => args.text.clone(),
     };
-    let translator = load_translator(&args.model, &Device::Cpu)?;
+    let translator = load_translator(&args.model.model, &Device::Cpu)?;
     let translations = translator.translate(&sentences, decoding)?;
     let mut out = std::io::stdout().lock();
     for t in &translations {
@@ -316,7 +304,7 @@ fn translate(args: RunArgs) -> anyhow::Result<()> {
             let Some(weights) = &t.attention else {
                 bail!(
                     "{} has no attention (it was trained with --attention none); there is nothing to plot",
-                    args.model.display()
+                    args.model.model.display()
                 );
             };
             let file = if k == 0 {

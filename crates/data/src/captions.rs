@@ -7,6 +7,7 @@
 //! 1000268201_693b08cb0e.jpg,"A girl going into a wooden building, near a tree ."
 //! ```
 
+use seqlab_base::SplitMix64;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -186,9 +187,9 @@ pub fn split_by_image(
     }
     valid_count = valid_count.min(n.saturating_sub(1));
     let mut order: Vec<usize> = (0..n).collect();
-    let mut rng = SplitMix64(seed ^ 0x5EED_CA97_1045_0000);
+    let mut rng = SplitMix64::new(seed ^ 0x5EED_CA97_1045_0000);
     for i in (1..n).rev() {
-        let j = (rng.next() % (i as u64 + 1)) as usize;
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
         order.swap(i, j);
     }
     let mut is_valid = vec![false; n];
@@ -259,30 +260,6 @@ pub fn load_images(
         }
     }
     Ok(loaded)
-}
-
-/// SplitMix64: a tiny, value-stable random stream (the same numbers on every platform and version).
-#[derive(Debug, Clone)]
-pub(crate) struct SplitMix64(pub(crate) u64);
-
-impl SplitMix64 {
-    pub(crate) fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A uniform draw in [0, 1).
-    pub(crate) fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// A uniform index in `0..n` (n > 0).
-    pub(crate) fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
 }
 
 #[cfg(test)]

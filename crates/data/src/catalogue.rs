@@ -1,48 +1,10 @@
-//! A small catalogue of real datasets on the Hugging Face Hub, by name: where each lies, which columns
-//! hold what, and under which licence.
+//! A small catalogue of real datasets on the Hugging Face Hub, by name: where each lies, which command
+//! trains on it, which columns hold what, and under which licence. The entries are data: this crate
+//! knows no pipeline (each pipeline checks that the entries meant for it name the roles it reads).
 
 use crate::error::{Error, Result};
 use crate::hub_dataset::{HubDataset, DEFAULT_CONFIG};
-
-/// The pipeline a dataset is meant for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DatasetTask {
-    /// `seqlab lm`: a text column.
-    LanguageModel,
-    /// `seqlab classify`: a text and a label column.
-    Classify,
-    /// `seqlab translate`: a source and a target column.
-    Translate,
-    /// `seqlab caption`: an image and a caption column.
-    Caption,
-}
-
-impl DatasetTask {
-    /// The command that trains on it.
-    pub fn command(self) -> &'static str {
-        match self {
-            DatasetTask::LanguageModel => "lm",
-            DatasetTask::Classify => "classify",
-            DatasetTask::Translate => "translate",
-            DatasetTask::Caption => "caption",
-        }
-    }
-}
-
-/// Which column holds what; `None` where the task has no such column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ColumnRoles {
-    /// The text (lm, classify) or the caption(s) (caption: several columns comma-separated).
-    pub text: Option<&'static str>,
-    /// The class label (classify).
-    pub label: Option<&'static str>,
-    /// The source sentence (translate); `a.b` for field `b` of struct column `a`.
-    pub source: Option<&'static str>,
-    /// The target sentence (translate).
-    pub target: Option<&'static str>,
-    /// The image (caption).
-    pub image: Option<&'static str>,
-}
+use crate::rows::Columns;
 
 /// One named dataset of the catalogue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,10 +17,11 @@ pub struct CatalogueEntry {
     pub config: &'static str,
     /// Its splits, the training split first.
     pub splits: &'static [&'static str],
-    /// What it is for.
-    pub task: DatasetTask,
-    /// Its columns.
-    pub columns: ColumnRoles,
+    /// The `seqlab` command that trains on it (`lm`, `classify`, ...).
+    pub command: &'static str,
+    /// Which column holds each role the command reads (`text`, `label`, `source`, `target`, `image`,
+    /// `caption`; see [`crate::Columns`]).
+    pub columns: &'static [(&'static str, &'static str)],
     /// The licence, as the dataset card or the source gives it.
     pub licence: &'static str,
     /// One line about it.
@@ -74,6 +37,15 @@ impl CatalogueEntry {
         HubDataset::new(self.repo, config, split)
     }
 
+    /// Its columns as a [`Columns`] map.
+    pub fn column_map(&self) -> Columns {
+        self.columns
+            .iter()
+            .fold(Columns::new(), |columns, &(role, column)| {
+                columns.with(role, Some(column))
+            })
+    }
+
     /// The address of its training split: what `--data` takes.
     pub fn address(&self) -> String {
         self.dataset(self.splits[0]).to_string()
@@ -86,14 +58,8 @@ const CATALOGUE: &[CatalogueEntry] = &[
         repo: "fancyzhx/ag_news",
         config: "default",
         splits: &["train", "test"],
-        task: DatasetTask::Classify,
-        columns: ColumnRoles {
-            text: Some("text"),
-            label: Some("label"),
-            source: None,
-            target: None,
-            image: None,
-        },
+        command: "classify",
+        columns: &[("text", "text"), ("label", "label")],
         licence: "unknown (the card says so; AG's corpus is offered for research and non-commercial use)",
         description: "AG News: 120,000 + 7,600 news articles in 4 topics (World, Sports, Business, Sci/Tech)",
         checked: "dataset card: features text (string) and label (class_label World/Sports/Business/Sci/Tech)",
@@ -103,14 +69,8 @@ const CATALOGUE: &[CatalogueEntry] = &[
         repo: "karpathy/tiny_shakespeare",
         config: "default",
         splits: &["train", "validation", "test"],
-        task: DatasetTask::LanguageModel,
-        columns: ColumnRoles {
-            text: Some("text"),
-            label: None,
-            source: None,
-            target: None,
-            image: None,
-        },
+        command: "lm",
+        columns: &[("text", "text")],
         licence: "public domain (Shakespeare's plays); the card names no licence",
         description: "tiny-shakespeare: 1.1 MB of Shakespeare's plays, the whole text of each split in one row",
         checked: "dataset card: one feature text (string), splits train/validation/test of one example each",
@@ -120,14 +80,8 @@ const CATALOGUE: &[CatalogueEntry] = &[
         repo: "minnbanya/nlp-a2-sherlock",
         config: "default",
         splits: &["train", "validation", "test"],
-        task: DatasetTask::LanguageModel,
-        columns: ColumnRoles {
-            text: Some("text"),
-            label: None,
-            source: None,
-            target: None,
-            image: None,
-        },
+        command: "lm",
+        columns: &[("text", "text")],
         licence: "public domain (Arthur Conan Doyle's Sherlock Holmes stories); the card names no licence",
         description: "Sherlock Holmes stories as plain text, one row per line",
         checked: "repository listing only (train/validation/test folders of .txt files); the text column is the hub's name for text files, not seen",
@@ -137,14 +91,8 @@ const CATALOGUE: &[CatalogueEntry] = &[
         repo: "Helsinki-NLP/opus_books",
         config: "en-es",
         splits: &["train"],
-        task: DatasetTask::Translate,
-        columns: ColumnRoles {
-            text: None,
-            label: None,
-            source: Some("translation.en"),
-            target: Some("translation.es"),
-            image: None,
-        },
+        command: "translate",
+        columns: &[("source", "translation.en"), ("target", "translation.es")],
         licence: "other (OPUS Books: aligned copyright-free books; research use)",
         description: "OPUS Books English-Spanish: 93,470 aligned sentence pairs from novels",
         checked: "dataset card: config en-es, features id and translation {en, es}; parquet branch has en-es/train",
@@ -154,14 +102,8 @@ const CATALOGUE: &[CatalogueEntry] = &[
         repo: "jxie/flickr8k",
         config: "default",
         splits: &["train", "validation", "test"],
-        task: DatasetTask::Caption,
-        columns: ColumnRoles {
-            text: Some("caption_0,caption_1,caption_2,caption_3,caption_4"),
-            label: None,
-            source: None,
-            target: None,
-            image: Some("image"),
-        },
+        command: "caption",
+        columns: &[("caption", "caption_0,caption_1,caption_2,caption_3,caption_4"), ("image", "image")],
         licence: "Flickr8k terms: research use only; images belong to their Flickr owners",
         description: "Flickr8k: 6,000 + 1,000 + 1,000 photos with five captions each (about 1.1 GB)",
         checked: "dataset card: features image (image), caption_0 ... caption_4 (string)",
@@ -205,14 +147,16 @@ mod tests {
         for (i, entry) in catalogue().iter().enumerate() {
             assert!(catalogue()[..i].iter().all(|e| e.name != entry.name));
             assert!(!entry.splits.is_empty() && !entry.licence.is_empty());
-            let c = entry.columns;
-            let complete = match entry.task {
-                DatasetTask::LanguageModel => c.text.is_some(),
-                DatasetTask::Classify => c.text.is_some() && c.label.is_some(),
-                DatasetTask::Translate => c.source.is_some() && c.target.is_some(),
-                DatasetTask::Caption => c.image.is_some() && c.text.is_some(),
-            };
-            assert!(complete, "{}", entry.name);
+            assert!(!entry.command.is_empty() && !entry.columns.is_empty());
+            let roles: Vec<&str> = entry.columns.iter().map(|(role, _)| *role).collect();
+            assert!(
+                roles
+                    .iter()
+                    .enumerate()
+                    .all(|(i, r)| !roles[..i].contains(r)),
+                "{}",
+                entry.name
+            );
             // Its address leads back to it.
             let dataset = HubDataset::parse(&entry.address()).unwrap();
             assert_eq!(entry_for(&dataset), Some(entry));

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use crate::error::{one_line, Error, Result};
 use crate::hub::{HubFile, HUB_SCHEME};
 use crate::hub_dataset::{is_hub_dataset, Hub};
-use crate::rows::{text_rows, ColumnFlags};
+use crate::rows::{text_rows, Columns};
 
 /// The book `seqlab lm train` learns when no `--data` is given.
 pub const DEFAULT_BOOK: &str = "Around the World in 80 Days (Jules Verne, public domain)";
@@ -51,11 +51,8 @@ pub fn load_corpus_with(
     let mut text = String::new();
     for source in sources {
         let part = if is_table(source) {
-            let flags = ColumnFlags {
-                text: text_column.map(str::to_string),
-                ..ColumnFlags::default()
-            };
-            let rows = text_rows(hub, source, &flags)?;
+            let columns = Columns::new().with("text", text_column);
+            let rows = text_rows(hub, source, &columns)?;
             let mut joined = rows.join("\n").replace("\r\n", "\n");
             if !joined.ends_with('\n') {
                 joined.push('\n');

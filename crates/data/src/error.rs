@@ -190,7 +190,7 @@ pub enum Error {
     },
 
     /// A table (parquet, CSV, TSV or text file, or a hub split) lacks a column that was asked for.
-    #[error("{source_name} has no column \"{column}\" (its columns: {available}){}", flag.map(|f| format!("; choose one with {f}")).unwrap_or_default())]
+    #[error("{source_name} has no column \"{column}\" (its columns: {available}){}", flag.as_ref().map(|f| format!("; choose one with {f}")).unwrap_or_default())]
     MissingColumn {
         /// The file or hub address.
         source_name: String,
@@ -199,7 +199,18 @@ pub enum Error {
         /// The columns it has, comma-separated.
         available: String,
         /// The command-line flag that names this column, when known.
-        flag: Option<&'static str>,
+        flag: Option<String>,
+    },
+
+    /// A column was named for a file that is not a table (it has a layout of its own).
+    #[error("{flag} names a column of a table (a hub split or a .parquet file), but {file} is read as {read_as}")]
+    ColumnsForFile {
+        /// The flag that named it.
+        flag: String,
+        /// The file.
+        file: String,
+        /// How the file is read instead.
+        read_as: String,
     },
 
     /// A column exists but cannot give what was asked of it (a struct named without a field, an image
@@ -242,11 +253,4 @@ pub enum Error {
 /// The crate's result type.
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// Flattens a message onto one line.
-pub(crate) fn one_line(message: impl std::fmt::Display) -> String {
-    message
-        .to_string()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+pub(crate) use seqlab_base::one_line;

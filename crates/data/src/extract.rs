@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::hub_dataset::Hub;
-use crate::rows::{captioned_images, is_labelled_table, ColumnFlags};
+use crate::rows::{captioned_images, is_labelled_table, Columns};
 use crate::table::source_files;
 
 /// The captions file and image folder of a captioning source.
@@ -14,21 +14,21 @@ use crate::table::source_files;
 /// [`extract_captions`], below `<hub cache>/seqlab-extracted/`, and the same files are returned afterwards;
 /// any other `captions` is a `captions.txt` file and is returned as it is, with `images`.
 pub fn caption_files(captions: &str, images: &str) -> Result<(PathBuf, PathBuf)> {
-    caption_files_with(captions, images, &ColumnFlags::default())
+    caption_files_with(captions, images, &Columns::new())
 }
 
-/// [`caption_files`] reading a table by `flags`: `image` names the image column, `text` the caption
-/// column(s), comma-separated (a column not named is the catalogue's, else `image` and `caption`). The
-/// flags do not apply to a `captions.txt` file.
+/// [`caption_files`] reading a table by `columns`: role `image` names the image column, `caption` the
+/// caption column(s), comma-separated (a column not named is the catalogue's, else `image` and `caption`).
+/// The columns do not apply to a `captions.txt` file.
 pub fn caption_files_with(
     captions: &str,
     images: &str,
-    flags: &ColumnFlags,
+    columns: &Columns,
 ) -> Result<(PathBuf, PathBuf)> {
     if is_labelled_table(captions) {
         let hub = Hub::from_env();
-        let dir = extracted_dir_with(&hub, captions, flags)?;
-        return extract_captions(&hub, captions, flags, &dir);
+        let dir = extracted_dir_with(&hub, captions, columns)?;
+        return extract_captions(&hub, captions, columns, &dir);
     }
     Ok((PathBuf::from(captions), PathBuf::from(images)))
 }
@@ -36,12 +36,12 @@ pub fn caption_files_with(
 /// Where [`caption_files`] writes a table source: `<hub cache>/seqlab-extracted/<source>-<hash>`, the hash
 /// of the source's files (their paths name the hub commit), so that a new conversion gets a new folder.
 pub fn extracted_dir(hub: &Hub, source: &str) -> Result<PathBuf> {
-    extracted_dir_with(hub, source, &ColumnFlags::default())
+    extracted_dir_with(hub, source, &Columns::new())
 }
 
-/// [`extracted_dir`] of a table read by `flags`: columns named there are part of the hash, so that
+/// [`extracted_dir`] of a table read by `columns`: columns named there are part of the hash, so that
 /// other columns of the same files get their own folder.
-fn extracted_dir_with(hub: &Hub, source: &str, flags: &ColumnFlags) -> Result<PathBuf> {
+fn extracted_dir_with(hub: &Hub, source: &str, columns: &Columns) -> Result<PathBuf> {
     let files = source_files(hub, source)?;
     let mut key = Vec::new();
     for file in &files {
@@ -50,8 +50,8 @@ fn extracted_dir_with(hub: &Hub, source: &str, flags: &ColumnFlags) -> Result<Pa
         key.extend(size.to_le_bytes());
     }
     // Nothing is added for the default columns, so folders written before the flags existed still match.
-    for (role, column) in [("image", &flags.image), ("caption", &flags.text)] {
-        if let Some(column) = column {
+    for role in ["image", "caption"] {
+        if let Some(column) = columns.get(role) {
             key.extend(format!("\0{role}={column}").bytes());
         }
     }
@@ -73,7 +73,7 @@ fn extracted_dir_with(hub: &Hub, source: &str, flags: &ColumnFlags) -> Result<Pa
 pub fn extract_captions(
     hub: &Hub,
     source: &str,
-    flags: &ColumnFlags,
+    columns: &Columns,
     dir: &Path,
 ) -> Result<(PathBuf, PathBuf)> {
     let captions_path = dir.join("captions.txt");
@@ -81,7 +81,7 @@ pub fn extract_captions(
     if captions_path.is_file() {
         return Ok((captions_path, images_dir));
     }
-    let rows = captioned_images(hub, source, flags)?;
+    let rows = captioned_images(hub, source, columns)?;
     std::fs::create_dir_all(&images_dir).map_err(|error| Error::Write {
         path: images_dir.clone(),
         error,
@@ -162,8 +162,7 @@ mod tests {
         let source = parquet.display().to_string();
         let out = extracted_dir(&hub, &source).unwrap();
         assert!(out.starts_with(dir.path().join("seqlab-extracted")));
-        let (captions, images) =
-            extract_captions(&hub, &source, &ColumnFlags::default(), &out).unwrap();
+        let (captions, images) = extract_captions(&hub, &source, &Columns::new(), &out).unwrap();
         assert_eq!(
             std::fs::read_to_string(&captions).unwrap(),
             "image,caption\n000000.png,\"a cat, \"\"sitting\"\"\"\n000001.jpg,a dog\n"
@@ -175,7 +174,7 @@ mod tests {
         // Reused as it is: the table is not read again.
         std::fs::remove_file(&parquet).unwrap();
         assert_eq!(
-            extract_captions(&hub, &source, &ColumnFlags::default(), &out).unwrap(),
+            extract_captions(&hub, &source, &Columns::new(), &out).unwrap(),
             (captions, images)
         );
     }

@@ -57,7 +57,7 @@ pub use captions::{
     load_images, parse_captions, read_captions, split_by_image, CaptionedImage, LoadedImages,
     OnBadImage,
 };
-pub use catalogue::{catalogue, entry_for, find_dataset, CatalogueEntry, ColumnRoles, DatasetTask};
+pub use catalogue::{catalogue, entry_for, find_dataset, CatalogueEntry};
 pub use corpus::{
     default_book, is_table, load_corpus, load_corpus_with, resolve_source, split_tail,
     strip_gutenberg, Corpus, DEFAULT_BOOK,
@@ -77,7 +77,7 @@ pub use padded::{bucket_batches, sorted_batches, PaddedBatch, BUCKET_POOL};
 pub use parallel::{parse_parallel, read_parallel, BadLine, Pair, Parallel, ParallelOptions};
 pub use rows::{
     caption_rows, catalogue_columns, is_labelled_table, labelled_rows, labelled_table_rows,
-    parallel_text, text_rows, translation_pairs, CaptionRow, ColumnFlags, LabelledRows,
+    parallel_text, text_rows, translation_pairs, CaptionRow, Columns, LabelledRows,
 };
 pub use shapes::{
     generate_shapes, is_held_out, ShapesConfig, ShapesSplit, COLOURS, POSITIONS, SHAPES,

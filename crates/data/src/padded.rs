@@ -1,6 +1,7 @@
 //! Padded batches of whole sequences with their lengths, bucketed by length: what a classifier trains on.
 
 use candle_core::{Device, Tensor};
+use seqlab_base::SplitMix64;
 
 use crate::error::{Error, Result};
 
@@ -97,16 +98,16 @@ pub fn bucket_batches(
             seq_len: lengths.iter().copied().max().unwrap_or(0),
         });
     }
-    let mut rng = SplitMix64::new(seed ^ 0x6261_7463_6865_7321, epoch as u64);
+    let mut rng = order_stream(seed ^ 0x6261_7463_6865_7321, epoch as u64);
     let mut order: Vec<usize> = (0..lengths.len()).collect();
-    rng.shuffle(&mut order);
+    shuffle(&mut rng, &mut order);
     let mut batches = Vec::with_capacity(lengths.len().div_ceil(batch));
     for pool in order.chunks(batch * BUCKET_POOL) {
         let mut pool = pool.to_vec();
         pool.sort_by_key(|&i| lengths[i]); // stable: equal lengths keep their shuffled order
         batches.extend(pool.chunks(batch).map(<[usize]>::to_vec));
     }
-    rng.shuffle(&mut batches);
+    shuffle(&mut rng, &mut batches);
     Ok(batches)
 }
 
@@ -125,39 +126,24 @@ pub fn sorted_batches(lengths: &[usize], batch: usize) -> Result<Vec<Vec<usize>>
     Ok(order.chunks(batch).map(<[usize]>::to_vec).collect())
 }
 
-/// A small seeded generator (SplitMix64): the same seed and stream give the same numbers on every platform.
-struct SplitMix64 {
-    state: u64,
+/// The seeded stream of a batch order: SplitMix64 from the seed and a stream (the epoch), its first draw
+/// skipped.
+fn order_stream(seed: u64, stream: u64) -> SplitMix64 {
+    let mut rng = SplitMix64::new(seed ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03));
+    rng.next_u64();
+    rng
 }
 
-impl SplitMix64 {
-    fn new(seed: u64, stream: u64) -> Self {
-        let mut rng = SplitMix64 {
-            state: seed ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03),
-        };
-        rng.next();
-        rng
-    }
+/// A uniform draw in `0..n` (n > 0), by Lemire's multiply-shift (the bias is below 2⁻³² for n < 2³²).
+fn below(rng: &mut SplitMix64, n: usize) -> usize {
+    (((rng.next_u64() >> 32) * n as u64) >> 32) as usize
+}
 
-    fn next(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A uniform draw in `0..n` (n > 0), by Lemire's multiply-shift (the bias is below 2⁻³² for n < 2³²).
-    fn below(&mut self, n: usize) -> usize {
-        (((self.next() >> 32) * n as u64) >> 32) as usize
-    }
-
-    /// Fisher-Yates.
-    fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = self.below(i + 1);
-            items.swap(i, j);
-        }
+/// Fisher-Yates.
+fn shuffle<T>(rng: &mut SplitMix64, items: &mut [T]) {
+    for i in (1..items.len()).rev() {
+        let j = below(rng, i + 1);
+        items.swap(i, j);
     }
 }
 

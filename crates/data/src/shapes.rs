@@ -14,8 +14,8 @@
 
 use std::path::Path;
 
-use crate::captions::SplitMix64;
 use crate::error::{Error, Result};
+use seqlab_base::SplitMix64;
 
 /// The colours, their names in captions and their RGB values.
 pub const COLOURS: [(&str, [u8; 3]); 5] = [
@@ -175,7 +175,7 @@ pub fn generate_shapes(dir: &Path, config: &ShapesConfig) -> Result<usize> {
         ShapesSplit::Train => 0x7261_696E,
         ShapesSplit::Holdout => 0x686F_6C64,
     };
-    let mut rng = SplitMix64(config.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ salt);
+    let mut rng = SplitMix64::new(config.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ salt);
     let size = config.size;
     let mut csv = String::from("image,caption\n");
     let mut written = 0;
@@ -254,7 +254,7 @@ mod tests {
 
     #[test]
     fn captions_name_both_shapes_in_both_directions() {
-        let mut rng = SplitMix64(3);
+        let mut rng = SplitMix64::new(3);
         for _ in 0..50 {
             let pair = draw_layout(&mut rng, 64.0, ShapesSplit::Holdout);
             assert!(pair

@@ -1,6 +1,7 @@
 //! Contiguous batches for stateful truncated backpropagation through time.
 
 use candle_core::{Device, Tensor};
+use seqlab_base::SplitMix64;
 
 use crate::error::{Error, Result};
 
@@ -188,15 +189,7 @@ pub fn epoch_offset(seed: u64, epoch: usize, seq_len: usize) -> usize {
     if seq_len <= 1 {
         return 0;
     }
-    (splitmix64(seed ^ splitmix64(epoch as u64 + 1)) % seq_len as u64) as usize
-}
-
-/// SplitMix64's output function: a well-mixed 64-bit hash of `x`.
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    (SplitMix64::at(seed ^ SplitMix64::at(epoch as u64 + 1, 1), 1) % seq_len as u64) as usize
 }
 
 #[cfg(test)]

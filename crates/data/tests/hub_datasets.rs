@@ -9,8 +9,8 @@
 use std::path::{Path, PathBuf};
 
 use seqlab_data::{
-    caption_rows, labelled_rows, load_corpus_with, text_rows, translation_pairs, Column,
-    ColumnFlags, Error, Hub, HubDataset, Table,
+    caption_rows, labelled_rows, load_corpus_with, text_rows, translation_pairs, Column, Columns,
+    Error, Hub, HubDataset, Table,
 };
 
 const COMMIT: &str = "4f1c0d9e2b7a6c5d8e9f0a1b2c3d4e5f60718293";
@@ -136,21 +136,11 @@ fn a_classification_split_reads_text_and_class_names_from_the_cache() {
     assert!(files.from_cache);
     assert_eq!(files.config, "default");
     assert_eq!(files.files.len(), 2);
-    let rows = labelled_rows(
-        &hub,
-        "hf://datasets/someone/news:train",
-        &ColumnFlags::default(),
-    )
-    .unwrap();
+    let rows = labelled_rows(&hub, "hf://datasets/someone/news:train", &Columns::new()).unwrap();
     assert_eq!(rows.texts, texts);
     assert_eq!(rows.labels, labels);
     assert_eq!(rows.class_names.as_deref(), Some(&names[..]));
-    let test = labelled_rows(
-        &hub,
-        "hf://datasets/someone/news:test",
-        &ColumnFlags::default(),
-    )
-    .unwrap();
+    let test = labelled_rows(&hub, "hf://datasets/someone/news:test", &Columns::new()).unwrap();
     assert_eq!(
         (test.texts, test.labels),
         (vec!["Markets fell.".into()], vec!["business".into()])
@@ -202,15 +192,13 @@ fn translation_pairs_come_from_a_struct_column_with_the_catalogues_columns() {
         // The only config that has the split.
         "hf://datasets/Helsinki-NLP/opus_books:train",
     ] {
-        let read = translation_pairs(&hub, spec, &ColumnFlags::default()).unwrap();
+        let read = translation_pairs(&hub, spec, &Columns::new()).unwrap();
         assert_eq!(read, pairs, "{spec}");
     }
     // Columns chosen by flag, the other way round.
-    let flags = ColumnFlags {
-        source: Some("translation.es".into()),
-        target: Some("translation.en".into()),
-        ..ColumnFlags::default()
-    };
+    let flags = Columns::new()
+        .with("source", Some("translation.es"))
+        .with("target", Some("translation.en"));
     let reversed =
         translation_pairs(&hub, "hf://datasets/Helsinki-NLP/opus_books", &flags).unwrap();
     assert_eq!(reversed[0], (pairs[0].1.clone(), pairs[0].0.clone()));
@@ -280,7 +268,7 @@ fn captions_pair_each_image_with_each_caption_column() {
         "train",
         &[Table::new("emoji", columns).unwrap()],
     );
-    let rows = caption_rows(&hub, "hf://datasets/jxie/flickr8k", &ColumnFlags::default()).unwrap();
+    let rows = caption_rows(&hub, "hf://datasets/jxie/flickr8k", &Columns::new()).unwrap();
     assert_eq!(rows.len(), 20);
     assert_eq!(rows[0].image, images[0]);
     assert_eq!(rows[0].caption, "emoji 0 caption 0");
@@ -303,11 +291,9 @@ fn tables_need_no_shared_data_and_text_files_of_a_repo_work_too() {
         "en\tfr\nHello.\tBonjour.\nYes.\tOui.\n",
     )
     .unwrap();
-    let flags = ColumnFlags {
-        source: Some("en".into()),
-        target: Some("fr".into()),
-        ..ColumnFlags::default()
-    };
+    let flags = Columns::new()
+        .with("source", Some("en"))
+        .with("target", Some("fr"));
     let pairs =
         translation_pairs(&hub, "hf://datasets/someone/pairs/data/pairs.tsv", &flags).unwrap();
     assert_eq!(
@@ -323,7 +309,7 @@ fn tables_need_no_shared_data_and_text_files_of_a_repo_work_too() {
         .unwrap()
         .write_parquet(&local)
         .unwrap();
-    let rows = text_rows(&hub, local.to_str().unwrap(), &ColumnFlags::default()).unwrap();
+    let rows = text_rows(&hub, local.to_str().unwrap(), &Columns::new()).unwrap();
     assert_eq!(rows, ["one", "two"]);
 }
 
@@ -337,12 +323,8 @@ fn a_missing_column_names_the_source_the_column_and_the_flag() {
         "train",
         &[Table::new("n", vec![text("body", &["x"]), text("topic", &["y"])]).unwrap()],
     );
-    let error = labelled_rows(
-        &hub,
-        "hf://datasets/someone/news:train",
-        &ColumnFlags::default(),
-    )
-    .unwrap_err();
+    let error =
+        labelled_rows(&hub, "hf://datasets/someone/news:train", &Columns::new()).unwrap_err();
     assert!(matches!(error, Error::MissingColumn { .. }), "{error:?}");
     let message = error.to_string();
     for part in [
@@ -353,10 +335,7 @@ fn a_missing_column_names_the_source_the_column_and_the_flag() {
     ] {
         assert!(message.contains(part), "{part} not in {message}");
     }
-    let flags = ColumnFlags {
-        text: Some("body".into()),
-        ..ColumnFlags::default()
-    };
+    let flags = Columns::new().with("text", Some("body"));
     let message = labelled_rows(&hub, "hf://datasets/someone/news", &flags)
         .unwrap_err()
         .to_string();
@@ -385,25 +364,16 @@ fn a_corrupt_parquet_file_is_an_error_naming_the_file() {
         *byte ^= 0x5a;
     }
     std::fs::write(&target, &damaged).unwrap();
-    let message = text_rows(
-        &hub,
-        "hf://datasets/someone/broken",
-        &ColumnFlags::default(),
-    )
-    .unwrap_err()
-    .to_string();
+    let message = text_rows(&hub, "hf://datasets/someone/broken", &Columns::new())
+        .unwrap_err()
+        .to_string();
     assert!(
         message.contains("0000.parquet") && message.contains("not a readable parquet file"),
         "{message}"
     );
     // Truncated: the footer is gone.
     std::fs::write(&target, &bytes[..bytes.len() / 2]).unwrap();
-    let error = text_rows(
-        &hub,
-        "hf://datasets/someone/broken",
-        &ColumnFlags::default(),
-    )
-    .unwrap_err();
+    let error = text_rows(&hub, "hf://datasets/someone/broken", &Columns::new()).unwrap_err();
     assert!(matches!(error, Error::Parquet { .. }), "{error:?}");
     let message = error.to_string();
     assert!(
@@ -412,13 +382,9 @@ fn a_corrupt_parquet_file_is_an_error_naming_the_file() {
     );
     // Not parquet at all.
     std::fs::write(&target, "text\nthis is a CSV file\n").unwrap();
-    let message = text_rows(
-        &hub,
-        "hf://datasets/someone/broken",
-        &ColumnFlags::default(),
-    )
-    .unwrap_err()
-    .to_string();
+    let message = text_rows(&hub, "hf://datasets/someone/broken", &Columns::new())
+        .unwrap_err()
+        .to_string();
     assert!(message.contains("0000.parquet"), "{message}");
 }
 
@@ -429,7 +395,7 @@ fn without_cache_or_network_one_sentence_says_what_and_how_to_pass_a_local_file(
         let error = text_rows(
             &hub,
             "hf://datasets/karpathy/tiny_shakespeare:train",
-            &ColumnFlags::default(),
+            &Columns::new(),
         )
         .unwrap_err();
         assert!(matches!(error, Error::NotCached { .. }), "{error:?}");

@@ -85,6 +85,7 @@
 #![warn(missing_docs)]
 
 mod beam;
+mod decoding;
 mod error;
 mod generate;
 mod model;
@@ -92,6 +93,7 @@ mod pick;
 mod sampling;
 
 pub use beam::{beam_search, length_penalty, BeamConfig, Hypothesis};
+pub use decoding::Decoding;
 pub use error::{Error, Result};
 pub use generate::{generate, GenerateConfig, Generation, StopReason};
 pub use model::StepModel;

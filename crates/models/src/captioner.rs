@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::attention::AttentionKind;
 use crate::cnn::{CnnConfig, CnnEncoder};
 use crate::decoder::{Decoder, DecoderConfig, DecoderState};
-use crate::lm::Mode;
+use crate::Mode;
 
 /// How the image reaches the decoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

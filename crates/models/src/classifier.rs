@@ -6,7 +6,7 @@ use candle_nn::{Init, VarBuilder};
 use seqlab_cells::{dropout, CellKind, Recurrent, RecurrentConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::lm::Mode;
+use crate::Mode;
 
 /// How a [`Classifier`] turns the recurrent outputs of a row into one vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]

@@ -6,8 +6,8 @@ use candle_core::{bail, CpuStorage, InplaceOp2, Layout, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::lm::Mode;
 use crate::pool::max_pool2x2;
+use crate::Mode;
 
 /// The shape of a [`CnnEncoder`]: plain data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,6 +4,7 @@
 
 use candle_core::{Device, Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
+use seqlab_base::SplitMix64;
 use seqlab_cells::{dropout, Recurrent, RecurrentConfig, State};
 use seqlab_decode::StepModel;
 
@@ -216,7 +217,7 @@ impl Decoder {
     ) -> Result<Seq2SeqOutput> {
         let (batch, tgt_len) = tgt_in.dims2()?;
         let gold: Vec<u32> = tgt_in.flatten_all()?.to_vec1()?;
-        let mut rng = forcing.seed ^ 0x7465_6163_6865_7266;
+        let mut rng = SplitMix64::new(forcing.seed ^ 0x7465_6163_6865_7266);
         let mut logits = Vec::with_capacity(tgt_len);
         let mut weights = Vec::with_capacity(tgt_len);
         let mut previous: Option<Vec<u32>> = None;
@@ -224,7 +225,7 @@ impl Decoder {
             let mut tokens: Vec<u32> = (0..batch).map(|b| gold[b * tgt_len + t]).collect();
             if let Some(predicted) = &previous {
                 for (token, &p) in tokens.iter_mut().zip(predicted) {
-                    if next_uniform(&mut rng) >= forcing.ratio {
+                    if rng.unit() >= forcing.ratio {
                         *token = p;
                     }
                 }
@@ -313,16 +314,6 @@ impl Decoder {
     pub fn device(&self) -> &Device {
         self.embedding.device()
     }
-}
-
-/// A uniform draw in [0, 1) from a SplitMix64 stream.
-fn next_uniform(state: &mut u64) -> f64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
 impl StepModel for Decoder {

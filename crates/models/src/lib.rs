@@ -36,6 +36,7 @@ mod classifier;
 mod cnn;
 mod decoder;
 mod lm;
+mod mode;
 mod pool;
 mod seq2seq;
 
@@ -44,6 +45,7 @@ pub use captioner::{Captioner, CaptionerConfig, Inject};
 pub use classifier::{Classifier, ClassifierConfig, Pooling};
 pub use cnn::{conv3x3, CnnConfig, CnnEncoder};
 pub use decoder::{Decoder, DecoderState, Seq2SeqOutput, TeacherForcing};
-pub use lm::{LanguageModel, LanguageModelConfig, Mode};
+pub use lm::{LanguageModel, LanguageModelConfig};
+pub use mode::Mode;
 pub use pool::max_pool2x2;
 pub use seq2seq::{Seq2Seq, Seq2SeqConfig};

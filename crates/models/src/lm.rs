@@ -2,9 +2,11 @@
 
 use candle_core::{bail, DType, Device, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
-use seqlab_cells::{dropout, CellKind, LayerDropout, Recurrent, RecurrentConfig, State};
+use seqlab_cells::{dropout, CellKind, Recurrent, RecurrentConfig, State};
 use seqlab_decode::StepModel;
 use serde::{Deserialize, Serialize};
+
+use crate::Mode;
 
 /// The shape of a [`LanguageModel`]: plain data, saved as `"model"` in a model directory's `config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,30 +67,6 @@ impl LanguageModelConfig {
             num_layers: self.layers,
             dropout: self.dropout,
             ..RecurrentConfig::new(self.cell, self.input_size(), self.hidden)
-        }
-    }
-}
-
-/// How [`LanguageModel::forward`] runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// No dropout.
-    Eval,
-    /// Dropout on, its masks drawn from `seed`: the same seed gives the same masks, so a training step is
-    /// reproducible (a trainer passes a seed derived from its own seed and the step).
-    Train {
-        /// Seed of this forward pass's dropout masks.
-        seed: u64,
-    },
-}
-
-impl Mode {
-    /// The dropout between a recurrent stack's layers in this mode: in training, masks from the pass's seed
-    /// mixed with `stream`, one constant per stack of a model, so that no two stacks share masks.
-    pub(crate) fn layers(self, stream: u64) -> LayerDropout {
-        match self {
-            Mode::Eval => LayerDropout::Off,
-            Mode::Train { seed } => LayerDropout::Seeded(seed ^ stream),
         }
     }
 }

@@ -83,14 +83,7 @@ pub enum Error {
 /// The crate's result type.
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// Flattens a message onto one line, as every message of this crate is.
-pub(crate) fn one_line(message: impl std::fmt::Display) -> String {
-    message
-        .to_string()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+pub(crate) use seqlab_base::one_line;
 
 impl Error {
     /// Wraps an error of the `tokenizers` library.

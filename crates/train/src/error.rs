@@ -151,11 +151,4 @@ impl Error {
     }
 }
 
-/// Flattens a message onto one line.
-pub(crate) fn one_line(message: impl std::fmt::Display) -> String {
-    message
-        .to_string()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+pub(crate) use seqlab_base::one_line;

@@ -73,7 +73,7 @@ pub use model_dir::{ModelDir, FORMAT};
 pub use optim::{clip_factor, AdamW, AdamWConfig};
 pub use pipeline::{Loaded, Pipeline};
 pub use schedule::Schedule;
-pub use trainer::{train, LoopConfig, NonFinite, RunOptions, Stopped, Task, TrainSummary};
+pub use trainer::{train, HasLoop, LoopConfig, NonFinite, RunOptions, Stopped, Task, TrainSummary};
 pub use translate::{
     load_translator, train_translator, LoadedTranslator, TranslatePipeline, TranslateTrainConfig,
 };

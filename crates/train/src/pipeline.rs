@@ -3,7 +3,7 @@
 //! A pipeline says what is particular to it — its model and training settings, how it reads and encodes its
 //! data, what it keeps beside the weights (tokenizers, labels), how it builds its model and its [`Task`] for
 //! the loop, and what it reports. Everything about the model directory is decided here, once: the
-//! output-exists and resume checks, the one resume override policy ([`LoopConfig::resume_with`]), local
+//! output-exists and resume checks, the one resume override policy ([`crate::LoopConfig::resume_with`]), local
 //! paths made absolute, the seeded `VarBuilder`, the model built before anything is written (bad settings
 //! leave no directory behind), the write order (artifacts first, `config.json` last: it marks the directory
 //! as holding a model, so everything it refers to exists first), the parameter count read from the
@@ -21,7 +21,7 @@ use crate::checkpoint::load_tensors;
 use crate::error::{one_line, Error, Result};
 use crate::init::seeded_var_builder;
 use crate::model_dir::{absolute_source, count_parameters, read_model_dir, write_json, ModelDir};
-use crate::trainer::{LoopConfig, RunOptions, Task, TrainSummary};
+use crate::trainer::{HasLoop, RunOptions, Task, TrainSummary};
 
 /// A pipeline: a model, the data it trains on, and the files of its model directory.
 ///
@@ -33,11 +33,20 @@ pub trait Pipeline: Sized + 'static {
     const TASK: &'static str;
     /// What one training example counts as in throughput figures (`tokens`, `examples`, ...).
     const UNIT: &'static str = "tokens";
+    /// The column roles it reads from a table (see [`seqlab_data::Columns`]): what a catalogue entry
+    /// for its command must name.
+    const ROLES: &'static [&'static str];
 
     /// The model's shape: `"model"` in `config.json`.
     type ModelConfig: Clone + std::fmt::Debug + PartialEq + Serialize + DeserializeOwned + Default;
-    /// How it is trained: `"train"` in `config.json`; it holds the loop's [`LoopConfig`].
-    type TrainConfig: Clone + std::fmt::Debug + PartialEq + Serialize + DeserializeOwned + Default;
+    /// How it is trained: `"train"` in `config.json`; it holds the loop's [`crate::LoopConfig`].
+    type TrainConfig: Clone
+        + std::fmt::Debug
+        + PartialEq
+        + Serialize
+        + DeserializeOwned
+        + Default
+        + HasLoop;
     /// The files beside `config.json` and the weights (tokenizers, labels), in memory.
     type Artifacts;
     /// The encoded data a run trains and validates on.
@@ -49,15 +58,9 @@ pub trait Pipeline: Sized + 'static {
     /// What a run reports beside the loop's [`TrainSummary`].
     type Report;
 
-    /// The loop's settings within the training settings.
-    fn loop_config(train: &Self::TrainConfig) -> &LoopConfig;
-
     /// The model's recurrent stack (its cell, width, layers and dropout): what the command line's stack
     /// flags set, and what a model directory's description shows.
     fn recurrent(model: &Self::ModelConfig) -> RecurrentConfig;
-
-    /// [`Pipeline::loop_config`], mutable.
-    fn loop_config_mut(train: &mut Self::TrainConfig) -> &mut LoopConfig;
 
     /// The local paths among the training settings (data files, folders, a tokenizer file), made absolute
     /// when a run starts so that `--resume` works from any directory. Hub addresses are left as they are.
@@ -156,7 +159,7 @@ pub struct Loaded<P: Pipeline> {
 ///
 /// Without `options.resume`, `out` must not hold a model yet ([`Error::OutputExists`]); the model config is
 /// completed from the data (vocabulary sizes, classes). With it, the settings, artifacts and data come from
-/// `out`; of `model` and `config` only what [`LoopConfig::resume_with`] names applies (the run's length,
+/// `out`; of `model` and `config` only what [`crate::LoopConfig::resume_with`] names applies (the run's length,
 /// patience, skipping non-finite batches). A loop setting of `eval_every` or `checkpoint_every` of 0 means
 /// once per epoch, and is saved resolved.
 pub fn train<P: Pipeline>(
@@ -167,7 +170,10 @@ pub fn train<P: Pipeline>(
 ) -> Result<P::Report> {
     let (mut dir_config, prepared) = if options.resume {
         let mut saved = read_model_dir::<P>(out)?;
-        P::loop_config_mut(&mut saved.train).resume_with(P::loop_config(config));
+        saved
+            .train
+            .loop_config_mut()
+            .resume_with(config.loop_config());
         let artifacts = P::read_artifacts(out, &saved)?;
         let prepared = P::prepare(&saved.model, &saved.train, Some(artifacts))?;
         (saved, prepared)
@@ -181,7 +187,7 @@ pub fn train<P: Pipeline>(
         for path in P::paths(&mut config) {
             *path = absolute_source(path);
         }
-        P::loop_config(&config).validate()?;
+        config.loop_config().validate()?;
         P::check(model, &config)?;
         let prepared = P::prepare(model, &config, None)?;
         let model = P::complete(model, &prepared.artifacts)?;
@@ -197,7 +203,7 @@ pub fn train<P: Pipeline>(
     // The model and its task before anything is written, so that bad settings leave no directory behind.
     let device = Device::Cpu;
     let varmap = VarMap::new();
-    let seed = P::loop_config(&dir_config.train).seed;
+    let seed = dir_config.train.loop_config().seed;
     let model = P::build(
         &dir_config.model,
         seeded_var_builder(&varmap, seed, &device),
@@ -206,7 +212,7 @@ pub fn train<P: Pipeline>(
     let parameters = count_parameters(&varmap);
     let task = P::task(model, &dir_config, &artifacts, data)?;
     let per_epoch = task.batches_per_epoch().max(1);
-    let optim = P::loop_config_mut(&mut dir_config.train);
+    let optim = dir_config.train.loop_config_mut();
     for every in [&mut optim.eval_every, &mut optim.checkpoint_every] {
         if *every == 0 {
             *every = per_epoch;
@@ -225,7 +231,7 @@ pub fn train<P: Pipeline>(
     let summary = crate::trainer::train(
         &mut task,
         &varmap,
-        P::loop_config(&dir_config.train),
+        dir_config.train.loop_config(),
         out,
         &fingerprint,
         options,

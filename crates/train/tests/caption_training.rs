@@ -134,9 +134,9 @@ fn a_tiny_captioner_learns_the_shapes_and_its_directory_captions_images() {
                 .load_image(&data.join("images/shape_00001.png"))
                 .unwrap(),
         ];
-        let greedy = captioner.caption(&pixels, Decoding::Greedy, 12).unwrap();
-        let beam1 = captioner.caption(&pixels, Decoding::Beam(1), 12).unwrap();
-        let beam3 = captioner.caption(&pixels, Decoding::Beam(3), 12).unwrap();
+        let greedy = captioner.caption(&pixels, Decoding::GREEDY, 12).unwrap();
+        let beam1 = captioner.caption(&pixels, Decoding::beam(1), 12).unwrap();
+        let beam3 = captioner.caption(&pixels, Decoding::beam(3), 12).unwrap();
         assert_eq!(greedy, beam1);
         assert_eq!(beam3.len(), 2);
         for caption in &greedy {

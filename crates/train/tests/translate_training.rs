@@ -98,7 +98,7 @@ fn reversal_trains_to_high_bleu_and_beam_is_at_least_greedy() {
         assert!(out.join(file).is_file(), "{file} missing");
     }
     let translator = load_translator(&out, &Device::Cpu).unwrap();
-    let greedy = translator.evaluate_file(None, Decoding::Greedy).unwrap();
+    let greedy = translator.evaluate_file(None, Decoding::GREEDY).unwrap();
     let beam = translator
         .evaluate_file(
             None,
@@ -122,7 +122,7 @@ fn reversal_trains_to_high_bleu_and_beam_is_at_least_greedy() {
     );
 
     let translations = translator
-        .translate(&["cat dog hen".to_string()], Decoding::Greedy)
+        .translate(&["cat dog hen".to_string()], Decoding::GREEDY)
         .unwrap();
     assert_eq!(translations[0].text, "HEN DOG CAT");
     assert_eq!(translations[0].source_tokens, ["cat", "dog", "hen"]);
@@ -141,7 +141,7 @@ fn reversal_trains_to_high_bleu_and_beam_is_at_least_greedy() {
     // A source longer than the model reads is refused with the sentence's number.
     let long = vec!["cat ".repeat(150)];
     let error = translator
-        .translate(&long, Decoding::Greedy)
+        .translate(&long, Decoding::GREEDY)
         .unwrap_err()
         .to_string();
     assert!(
@@ -165,7 +165,7 @@ fn without_attention_the_same_budget_learns_less() {
         .unwrap();
         let translator = load_translator(&out, &Device::Cpu).unwrap();
         translator
-            .evaluate_file(None, Decoding::Greedy)
+            .evaluate_file(None, Decoding::GREEDY)
             .unwrap()
             .bleu
             .score

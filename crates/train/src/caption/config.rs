@@ -3,11 +3,11 @@
 
 use std::path::PathBuf;
 
-use seqlab_data::{is_labelled_table, split_by_image, CaptionedImage, ColumnFlags};
+use seqlab_data::{split_by_image, CaptionedImage, Columns};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-use crate::trainer::LoopConfig;
+use crate::error::Result;
+use crate::trainer::{has_loop, LoopConfig};
 
 /// How a captioner is trained: plain data, saved in `config.json` under `"train"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +44,8 @@ pub struct CaptionTrainConfig {
     pub optim: LoopConfig,
 }
 
+has_loop!(CaptionTrainConfig);
+
 impl Default for CaptionTrainConfig {
     fn default() -> Self {
         Self {
@@ -64,13 +66,11 @@ impl Default for CaptionTrainConfig {
 }
 
 impl CaptionTrainConfig {
-    /// The columns a table is read by: `image_column`, and `caption_column` (as `text`).
-    pub fn columns(&self) -> ColumnFlags {
-        ColumnFlags {
-            image: self.image_column.clone(),
-            text: self.caption_column.clone(),
-            ..ColumnFlags::default()
-        }
+    /// The columns a table is read by: `image_column` and `caption_column`.
+    pub fn columns(&self) -> Columns {
+        Columns::new()
+            .with("image", self.image_column.clone())
+            .with("caption", self.caption_column.clone())
     }
 
     /// The `captions.txt` file and image folder of this run's data: a table is written out once by its
@@ -87,33 +87,12 @@ impl CaptionTrainConfig {
         &self,
         captions: &str,
         images: &str,
-        columns: &ColumnFlags,
+        columns: &Columns,
     ) -> Result<(PathBuf, PathBuf)> {
-        check_columns(columns, captions)?;
-        let columns = ColumnFlags {
-            image: columns.image.clone().or(self.image_column.clone()),
-            text: columns.text.clone().or(self.caption_column.clone()),
-            ..ColumnFlags::default()
-        };
+        columns.check_tables(&[captions], "an image,caption CSV")?;
+        let columns = columns.or(&self.columns());
         Ok(seqlab_data::caption_files_with(captions, images, &columns)?)
     }
-}
-
-/// Column settings name columns of tables only: given for a `captions.txt` file, they are an error rather
-/// than ignored.
-fn check_columns(columns: &ColumnFlags, captions: &str) -> Result<()> {
-    let flag = match (&columns.image, &columns.text) {
-        (Some(_), _) => "--image-column",
-        (None, Some(_)) => "--caption-column",
-        (None, None) => return Ok(()),
-    };
-    if is_labelled_table(captions) {
-        return Ok(());
-    }
-    Err(Error::InvalidSetting(format!(
-        "{flag} names a column of a table (a hub split or a .parquet file), but {captions} is read as an \
-         image,caption CSV"
-    )))
 }
 
 /// Which images of a captions file a command uses.
@@ -167,7 +146,7 @@ mod tests {
         // config.json files written before --image-column and --caption-column existed.
         let config: CaptionTrainConfig =
             serde_json::from_str(r#"{"captions": "captions.txt", "images": "images"}"#).unwrap();
-        assert_eq!(config.columns(), ColumnFlags::default());
+        assert_eq!(config.columns(), Columns::new());
     }
 
     #[test]
@@ -184,13 +163,10 @@ mod tests {
         );
         // Saved columns do not make another captions file an error; given ones do.
         let (file, _) = config
-            .caption_files_of("other.txt", "images", &ColumnFlags::default())
+            .caption_files_of("other.txt", "images", &Columns::new())
             .unwrap();
         assert_eq!(file, PathBuf::from("other.txt"));
-        let given = ColumnFlags {
-            image: Some("picture".into()),
-            ..ColumnFlags::default()
-        };
+        let given = Columns::new().with("image", Some("picture"));
         let error = config
             .caption_files_of("other.txt", "images", &given)
             .unwrap_err()

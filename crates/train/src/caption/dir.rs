@@ -5,7 +5,7 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use seqlab_data::{images_tensor, load_image, ImageOptions};
-use seqlab_decode::{beam_search, generate, BeamConfig, GenerateConfig, Sampling, StepModel};
+use seqlab_decode::{beam_search, generate, BeamConfig, Decoding, GenerateConfig, StepModel};
 use seqlab_models::{Captioner, Mode};
 use seqlab_tokenize::Tokenizer;
 
@@ -20,15 +20,6 @@ pub type CaptionDirConfig = ModelDir<CaptionPipeline>;
 /// Reads and checks `dir/config.json`: format `seqlab/1`, task `caption`.
 pub fn read_caption_config(dir: &Path) -> Result<CaptionDirConfig> {
     read_model_dir(dir)
-}
-
-/// How captions are decoded: greedy, or beam search of a width.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decoding {
-    /// The most likely word at each step (all images in one batch).
-    Greedy,
-    /// Beam search of this width (one image at a time); width 1 is greedy.
-    Beam(usize),
 }
 
 /// A captioner loaded from its directory.
@@ -97,6 +88,12 @@ impl LoadedCaptioner {
         max_words: usize,
     ) -> Result<Vec<String>> {
         let specials = framing(&self.tokenizer, "a captioner's tokenizer")?;
+        // A beam of one is greedy decoding, batched.
+        let decoding = if decoding.is_greedy() {
+            Decoding::GREEDY
+        } else {
+            decoding
+        };
         let mut banned = vec![specials.pad, specials.bos];
         banned.extend(self.tokenizer.unk_id());
         let size = self.config.model.encoder.image_size;
@@ -107,11 +104,12 @@ impl LoadedCaptioner {
             let images = images_tensor(&refs, size, &device)?;
             let state = self.model.initial_state(&images, Mode::Eval)?;
             let rows: Vec<Vec<u32>> = match decoding {
-                Decoding::Greedy | Decoding::Beam(1) => {
+                Decoding::Sample { sampling, seed } => {
                     let first =
                         Tensor::from_vec(vec![specials.bos; chunk.len()], chunk.len(), &device)?;
                     let config = GenerateConfig {
-                        sampling: Sampling::Greedy,
+                        sampling,
+                        seed,
                         max_len: max_words + 1,
                         eos: vec![specials.eos],
                         banned: banned.clone(),
@@ -124,9 +122,10 @@ impl LoadedCaptioner {
                     .map(|g| g.tokens)
                     .collect()
                 }
-                Decoding::Beam(width) => {
+                Decoding::Beam { width, alpha } => {
                     let config = BeamConfig {
                         width,
+                        alpha,
                         max_len: max_words + 1,
                         eos: vec![specials.eos],
                         banned: banned.clone(),

@@ -21,17 +21,18 @@ use seqlab_models::{Captioner, CaptionerConfig};
 use seqlab_tokenize::Tokenizer;
 
 pub use config::{CaptionTrainConfig, Split};
-pub use dir::{load_captioner, read_caption_config, CaptionDirConfig, Decoding, LoadedCaptioner};
+pub use dir::{load_captioner, read_caption_config, CaptionDirConfig, LoadedCaptioner};
 pub use eval::{
     baseline_caption, evaluate_captions, exact_match_normalise, CaptionEvaluation, CaptionedOutput,
 };
 pub use report::html_report;
+pub use seqlab_decode::Decoding;
 pub use train::{CaptionData, CaptionTask, CaptionTrainReport};
 
 use crate::error::{Error, Result};
 use crate::model_dir::{write_tokenizer, ModelDir};
 use crate::pipeline::{Pipeline, Prepared, Trained};
-use crate::trainer::{LoopConfig, RunOptions};
+use crate::trainer::RunOptions;
 
 /// The task of a captioner's directory.
 pub const CAPTION_TASK: &str = "caption";
@@ -42,6 +43,7 @@ pub struct CaptionPipeline;
 
 impl Pipeline for CaptionPipeline {
     const TASK: &'static str = CAPTION_TASK;
+    const ROLES: &'static [&'static str] = &["image", "caption"];
     type ModelConfig = CaptionerConfig;
     type TrainConfig = CaptionTrainConfig;
     /// `tokenizer.json` (the words of the training captions).
@@ -51,16 +53,8 @@ impl Pipeline for CaptionPipeline {
     type Task = CaptionTask;
     type Report = CaptionTrainReport;
 
-    fn loop_config(train: &CaptionTrainConfig) -> &LoopConfig {
-        &train.optim
-    }
-
     fn recurrent(model: &CaptionerConfig) -> RecurrentConfig {
         model.recurrent()
-    }
-
-    fn loop_config_mut(train: &mut CaptionTrainConfig) -> &mut LoopConfig {
-        &mut train.optim
     }
 
     fn paths(train: &mut CaptionTrainConfig) -> Vec<&mut String> {
@@ -123,7 +117,7 @@ impl Pipeline for CaptionPipeline {
 /// images are resized to.
 ///
 /// Without `options.resume`, `out` must not hold a model yet. With it, settings, tokenizer and data come from
-/// `out/`; of `model` and `config` only the run's length and policies apply ([`LoopConfig::resume_with`]).
+/// `out/`; of `model` and `config` only the run's length and policies apply ([`crate::LoopConfig::resume_with`]).
 pub fn train_captioner(
     model: &CaptionerConfig,
     config: &CaptionTrainConfig,

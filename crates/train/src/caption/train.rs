@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
+use seqlab_base::SplitMix64;
 use seqlab_data::{
     images_tensor, load_images, read_captions, split_by_image, ImageOptions, LoadedImages,
     OnBadImage,
@@ -115,17 +116,11 @@ pub struct CaptionTask {
 
 /// A permutation of `0..n` drawn from the seed and the epoch (Fisher–Yates on SplitMix64).
 fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
-    let mut state = seed ^ (epoch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03) ^ 0xCA97;
-    let mut next = || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
+    let mut rng =
+        SplitMix64::new(seed ^ (epoch as u64).wrapping_mul(0xD1B5_4A32_D192_ED03) ^ 0xCA97);
     let mut order: Vec<usize> = (0..n).collect();
     for i in (1..n).rev() {
-        order.swap(i, (next() % (i as u64 + 1)) as usize);
+        order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
     }
     order
 }

@@ -2,11 +2,11 @@
 
 use std::path::Path;
 
-use seqlab_data::{ColumnFlags, LabelledFormat, TextField};
+use seqlab_data::{Columns, LabelledFormat, TextField};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::trainer::LoopConfig;
+use crate::trainer::{has_loop, LoopConfig};
 
 /// How a classifier is trained: plain data, saved in `config.json` under `"train"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,6 +57,8 @@ pub struct ClassifyTrainConfig {
     pub optim: LoopConfig,
 }
 
+has_loop!(ClassifyTrainConfig);
+
 impl Default for ClassifyTrainConfig {
     fn default() -> Self {
         Self {
@@ -102,11 +104,9 @@ impl ClassifyTrainConfig {
     }
 
     /// The columns a table is read by: `text_column` and `label_column`.
-    pub fn columns(&self) -> ColumnFlags {
-        ColumnFlags {
-            text: self.text_column.clone(),
-            label: self.label_column.clone(),
-            ..ColumnFlags::default()
-        }
+    pub fn columns(&self) -> Columns {
+        Columns::new()
+            .with("text", self.text_column.clone())
+            .with("label", self.label_column.clone())
     }
 }

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use seqlab_data::{
-    assign_labels, is_labelled_table, labelled_table_rows, read_labelled, sorted_batches,
-    ColumnFlags, Example, Hub, LabelledFormat, LabelledRow, PaddedBatch, TextField,
+    assign_labels, is_labelled_table, labelled_table_rows, read_labelled, sorted_batches, Columns,
+    Example, Hub, LabelledFormat, LabelledRow, PaddedBatch, TextField,
 };
 use seqlab_models::{Classifier, Mode};
 use seqlab_tokenize::Tokenizer;
@@ -135,7 +135,7 @@ pub(crate) fn read_rows(
     path: &Path,
     format: LabelledFormat,
     text: TextField,
-    columns: &ColumnFlags,
+    columns: &Columns,
 ) -> Result<Vec<LabelledRow>> {
     match path.to_str().filter(|s| is_labelled_table(s)) {
         Some(source) => Ok(labelled_table_rows(&Hub::from_env(), source, columns)?),
@@ -268,7 +268,7 @@ impl LoadedClassifier {
         format: Option<LabelledFormat>,
         text: Option<TextField>,
     ) -> Result<ClassifyEvaluation> {
-        self.evaluate_file_with_columns(path, format, text, &ColumnFlags::default())
+        self.evaluate_file_with_columns(path, format, text, &Columns::new())
     }
 
     /// [`LoadedClassifier::evaluate_file`] reading a table by `columns`: a column they do not name is the
@@ -279,19 +279,14 @@ impl LoadedClassifier {
         path: &Path,
         format: Option<LabelledFormat>,
         text: Option<TextField>,
-        columns: &ColumnFlags,
+        columns: &Columns,
     ) -> Result<ClassifyEvaluation> {
         let format = format.unwrap_or_else(|| LabelledFormat::detect(path));
         let text = match text {
             Some(text) => text,
             None => self.config.train.text_field()?,
         };
-        let saved = self.config.train.columns();
-        let columns = ColumnFlags {
-            text: columns.text.clone().or(saved.text),
-            label: columns.label.clone().or(saved.label),
-            ..columns.clone()
-        };
+        let columns = columns.or(&self.config.train.columns());
         let rows = read_rows(path, format, text, &columns)?;
         let file = path.display().to_string();
         let examples = assign_labels(rows, format.label_kind(), &self.labels, &file)?.examples;

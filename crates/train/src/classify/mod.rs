@@ -27,7 +27,7 @@ pub use train::{ClassifyData, ClassifyTask, ClassifyTrainReport, ValidRecord};
 use crate::error::{Error, Result};
 use crate::model_dir::{tokenizer_path, ModelDir};
 use crate::pipeline::{Pipeline, Prepared, Trained};
-use crate::trainer::{LoopConfig, RunOptions};
+use crate::trainer::RunOptions;
 
 /// The task of a classifier's directory.
 pub const TASK: &str = "classify";
@@ -38,6 +38,7 @@ pub struct ClassifyPipeline;
 
 impl Pipeline for ClassifyPipeline {
     const TASK: &'static str = TASK;
+    const ROLES: &'static [&'static str] = &["text", "label"];
     const UNIT: &'static str = "examples";
     type ModelConfig = ClassifierConfig;
     type TrainConfig = ClassifyTrainConfig;
@@ -48,16 +49,8 @@ impl Pipeline for ClassifyPipeline {
     type Task = ClassifyTask;
     type Report = ClassifyTrainReport;
 
-    fn loop_config(train: &ClassifyTrainConfig) -> &LoopConfig {
-        &train.optim
-    }
-
     fn recurrent(model: &ClassifierConfig) -> RecurrentConfig {
         model.recurrent()
-    }
-
-    fn loop_config_mut(train: &mut ClassifyTrainConfig) -> &mut LoopConfig {
-        &mut train.optim
     }
 
     fn paths(train: &mut ClassifyTrainConfig) -> Vec<&mut String> {
@@ -134,7 +127,7 @@ impl Pipeline for ClassifyPipeline {
 ///
 /// Without `options.resume`, `out` must not hold a model yet ([`Error::OutputExists`]). With it, the
 /// settings, tokenizer, labels and data come from `out`; of `model` and `config` only the run's length and
-/// policies apply ([`LoopConfig::resume_with`]).
+/// policies apply ([`crate::LoopConfig::resume_with`]).
 pub fn train_classifier(
     model: &ClassifierConfig,
     config: &ClassifyTrainConfig,

@@ -386,7 +386,7 @@ pub(super) fn report(run: Trained<'_, ClassifyPipeline>) -> Result<ClassifyTrain
 
 #[cfg(test)]
 mod tests {
-    use seqlab_data::ColumnFlags;
+    use seqlab_data::Columns;
 
     use super::*;
 
@@ -396,7 +396,7 @@ mod tests {
         let config: ClassifyTrainConfig =
             serde_json::from_str(r#"{"data": "news.tsv", "text": "both", "batch": 4}"#).unwrap();
         assert_eq!((&config.text_column, &config.label_column), (&None, &None));
-        assert_eq!(config.columns(), ColumnFlags::default());
+        assert_eq!(config.columns(), Columns::new());
         let config = ClassifyTrainConfig {
             text_column: Some("body".into()),
             label_column: Some("topic".into()),
@@ -404,8 +404,8 @@ mod tests {
         };
         let json = serde_json::to_string(&config).unwrap();
         let back: ClassifyTrainConfig = serde_json::from_str(&json).unwrap();
-        assert_eq!(back.columns().text.as_deref(), Some("body"));
-        assert_eq!(back.columns().label.as_deref(), Some("topic"));
+        assert_eq!(back.columns().get("text"), Some("body"));
+        assert_eq!(back.columns().get("label"), Some("topic"));
     }
 
     #[test]

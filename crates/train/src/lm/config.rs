@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::trainer::LoopConfig;
+use crate::trainer::{has_loop, LoopConfig};
 
 /// How a language model is trained: plain data, saved in `config.json` under `"train"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,6 +34,8 @@ pub struct LmTrainConfig {
     #[serde(flatten)]
     pub optim: LoopConfig,
 }
+
+has_loop!(LmTrainConfig);
 
 impl Default for LmTrainConfig {
     fn default() -> Self {

@@ -3,30 +3,12 @@
 use std::ops::ControlFlow;
 
 use candle_core::Tensor;
-use seqlab_decode::{beam_search, generate, BeamConfig, GenerateConfig, Sampling};
+use seqlab_decode::{beam_search, generate, BeamConfig, Decoding, GenerateConfig};
 use seqlab_models::Mode;
 use seqlab_tokenize::Tokenizer;
 
 use super::dir::LoadedLm;
 use crate::error::{Error, Result};
-
-/// How [`LoadedLm::generate`] chooses tokens.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Decoding {
-    /// Token after token by a sampling rule (greedy, temperature, top-k, top-p), from a seeded stream: the
-    /// same seed gives the same text.
-    Sample {
-        /// The rule.
-        sampling: Sampling,
-        /// Seed of the random draws.
-        seed: u64,
-    },
-    /// The most probable continuation found by beam search with `width` hypotheses (known only at the end).
-    Beam {
-        /// Hypotheses kept.
-        width: usize,
-    },
-}
 
 /// What [`LoadedLm::generate`] produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,9 +66,10 @@ impl LoadedLm {
         let mut stream = TextStream::new(&self.tokenizer, prompt_ids)?;
         let mut failure = None;
         match *decoding {
-            Decoding::Beam { width } => {
+            Decoding::Beam { width, alpha } => {
                 let config = BeamConfig {
                     width,
+                    alpha,
                     max_len: length,
                     eos,
                     banned,

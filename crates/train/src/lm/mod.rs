@@ -21,13 +21,14 @@ pub use dir::{
     cross_entropy, eval_rows, evaluate, load_lm, read_config, Evaluation, LmDirConfig, LoadedLm,
     EVAL_ROW_TOKENS,
 };
-pub use generate::{Decoding, Generated};
+pub use generate::Generated;
+pub use seqlab_decode::Decoding;
 pub use train::{unigram_loss, LmData, LmTask, LmTrainReport};
 
 use crate::error::Result;
 use crate::model_dir::{tokenizer_path, write_tokenizer, ModelDir};
 use crate::pipeline::{Pipeline, Prepared, Trained};
-use crate::trainer::{LoopConfig, RunOptions};
+use crate::trainer::RunOptions;
 
 /// The task of a language model's directory.
 pub const TASK: &str = "lm";
@@ -39,6 +40,7 @@ pub struct LmPipeline;
 
 impl Pipeline for LmPipeline {
     const TASK: &'static str = TASK;
+    const ROLES: &'static [&'static str] = &["text"];
     type ModelConfig = LanguageModelConfig;
     type TrainConfig = LmTrainConfig;
     /// `tokenizer.json`.
@@ -48,16 +50,8 @@ impl Pipeline for LmPipeline {
     type Task = LmTask;
     type Report = LmTrainReport;
 
-    fn loop_config(train: &LmTrainConfig) -> &LoopConfig {
-        &train.optim
-    }
-
     fn recurrent(model: &LanguageModelConfig) -> RecurrentConfig {
         model.recurrent()
-    }
-
-    fn loop_config_mut(train: &mut LmTrainConfig) -> &mut LoopConfig {
-        &mut train.optim
     }
 
     fn paths(train: &mut LmTrainConfig) -> Vec<&mut String> {
@@ -120,7 +114,7 @@ impl Pipeline for LmPipeline {
 ///
 /// Without `options.resume`, `out` must not hold a model yet ([`crate::Error::OutputExists`]). With it, the
 /// settings, tokenizer and data come from `out/config.json` and `out/tokenizer.json`; of `model` and `config`
-/// only the run's length and policies apply ([`LoopConfig::resume_with`]).
+/// only the run's length and policies apply ([`crate::LoopConfig::resume_with`]).
 pub fn train_lm(
     model: &LanguageModelConfig,
     config: &LmTrainConfig,

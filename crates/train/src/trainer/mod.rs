@@ -20,7 +20,8 @@ mod progress;
 mod run;
 mod settings;
 
-pub use settings::{LoopConfig, NonFinite};
+pub(crate) use settings::has_loop;
+pub use settings::{HasLoop, LoopConfig, NonFinite};
 
 /// What the loop asks of a task (a language model on a corpus, a classifier on labelled text, ...).
 pub trait Task {
@@ -169,11 +170,7 @@ pub fn train<T: Task>(
 
 /// The seed of step `step`'s dropout masks.
 fn step_seed(seed: u64, step: usize) -> u64 {
-    let mut z = (seed ^ 0xA076_1D64_78BD_642F)
-        .wrapping_add((step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    seqlab_base::SplitMix64::at(seed ^ 0xA076_1D64_78BD_642F, step as u64)
 }
 
 /// Throughput since some point: training time and tokens.

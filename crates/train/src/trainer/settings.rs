@@ -137,3 +137,27 @@ impl LoopConfig {
         Ok(())
     }
 }
+
+/// Training settings that hold the loop's: every pipeline's `TrainConfig` (see [`crate::Pipeline`]).
+pub trait HasLoop {
+    /// The loop's settings.
+    fn loop_config(&self) -> &LoopConfig;
+    /// The loop's settings, mutable.
+    fn loop_config_mut(&mut self) -> &mut LoopConfig;
+}
+
+/// Implements [`HasLoop`] for a settings struct whose loop settings are its field `optim`.
+macro_rules! has_loop {
+    ($t:ty) => {
+        impl $crate::trainer::HasLoop for $t {
+            fn loop_config(&self) -> &$crate::trainer::LoopConfig {
+                &self.optim
+            }
+            fn loop_config_mut(&mut self) -> &mut $crate::trainer::LoopConfig {
+                &mut self.optim
+            }
+        }
+    };
+}
+
+pub(crate) use has_loop;

@@ -4,13 +4,13 @@
 use std::path::Path;
 
 use seqlab_data::{
-    is_labelled_table, parallel_text, parse_parallel, read_parallel, BadLine, ColumnFlags, Hub,
-    Pair, Parallel, ParallelOptions,
+    is_labelled_table, parallel_text, parse_parallel, read_parallel, BadLine, Columns, Hub, Pair,
+    Parallel, ParallelOptions,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::trainer::LoopConfig;
+use crate::trainer::{has_loop, LoopConfig};
 
 /// How a translator is trained: plain data, saved in `config.json` under `"train"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,6 +59,8 @@ pub struct TranslateTrainConfig {
     pub optim: LoopConfig,
 }
 
+has_loop!(TranslateTrainConfig);
+
 impl Default for TranslateTrainConfig {
     fn default() -> Self {
         Self {
@@ -102,12 +104,10 @@ impl TranslateTrainConfig {
     }
 
     /// The columns a table is read by: `source_column` and `target_column`.
-    pub fn columns(&self) -> ColumnFlags {
-        ColumnFlags {
-            source: self.source_column.clone(),
-            target: self.target_column.clone(),
-            ..ColumnFlags::default()
-        }
+    pub fn columns(&self) -> Columns {
+        Columns::new()
+            .with("source", self.source_column.clone())
+            .with("target", self.target_column.clone())
     }
 
     /// The training and held-out pairs, with the counts of lines left out. Column settings with neither
@@ -152,20 +152,8 @@ impl TranslateTrainConfig {
 
 /// Column settings name columns of tables only: given when none of `sources` is a table (a hub split or a
 /// `.parquet` file), they are an error rather than ignored.
-pub(crate) fn check_columns(columns: &ColumnFlags, sources: &[&str]) -> Result<()> {
-    let flag = match (&columns.source, &columns.target) {
-        (Some(_), _) => "--source-column",
-        (None, Some(_)) => "--target-column",
-        (None, None) => return Ok(()),
-    };
-    if sources.iter().any(|s| is_labelled_table(s)) {
-        return Ok(());
-    }
-    Err(Error::InvalidSetting(format!(
-        "{flag} names a column of a table (a hub split or a .parquet file), but {} is read as \
-         source<TAB>target lines",
-        sources.first().copied().unwrap_or_default()
-    )))
+pub(crate) fn check_columns(columns: &Columns, sources: &[&str]) -> Result<()> {
+    Ok(columns.check_tables(sources, "source<TAB>target lines")?)
 }
 
 /// The pairs of `path`: a table (a hub split or a `.parquet` file) by its `columns` (a column not named is
@@ -174,7 +162,7 @@ pub(crate) fn check_columns(columns: &ColumnFlags, sources: &[&str]) -> Result<(
 pub(crate) fn read_pairs_from(
     path: &Path,
     options: &ParallelOptions,
-    columns: &ColumnFlags,
+    columns: &Columns,
 ) -> Result<Parallel> {
     match path.to_str().filter(|s| is_labelled_table(s)) {
         Some(source) => {
@@ -194,7 +182,7 @@ mod tests {
         // config.json files written before --source-column and --target-column existed.
         let config: TranslateTrainConfig =
             serde_json::from_str(r#"{"data": "pairs.tsv", "batch": 4}"#).unwrap();
-        assert_eq!(config.columns(), ColumnFlags::default());
+        assert_eq!(config.columns(), Columns::new());
         let config = TranslateTrainConfig {
             source_column: Some("translation.en".into()),
             target_column: Some("translation.es".into()),
@@ -202,16 +190,13 @@ mod tests {
         };
         let json = serde_json::to_string(&config).unwrap();
         let back: TranslateTrainConfig = serde_json::from_str(&json).unwrap();
-        assert_eq!(back.columns().source.as_deref(), Some("translation.en"));
-        assert_eq!(back.columns().target.as_deref(), Some("translation.es"));
+        assert_eq!(back.columns().get("source"), Some("translation.en"));
+        assert_eq!(back.columns().get("target"), Some("translation.es"));
     }
 
     #[test]
     fn column_settings_for_text_files_are_refused() {
-        let columns = ColumnFlags {
-            target: Some("es".into()),
-            ..ColumnFlags::default()
-        };
+        let columns = Columns::new().with("target", Some("es"));
         let error = check_columns(&columns, &["pairs.tsv"])
             .unwrap_err()
             .to_string();
@@ -220,6 +205,6 @@ mod tests {
             "{error}"
         );
         assert!(check_columns(&columns, &["pairs.tsv", "valid.parquet"]).is_ok());
-        assert!(check_columns(&ColumnFlags::default(), &["pairs.tsv"]).is_ok());
+        assert!(check_columns(&Columns::new(), &["pairs.tsv"]).is_ok());
     }
 }

@@ -4,8 +4,8 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
-use seqlab_data::{sorted_batches, ColumnFlags, Pair};
-use seqlab_decode::{beam_search, generate, BeamConfig, GenerateConfig, Sampling};
+use seqlab_data::{sorted_batches, Columns, Pair};
+use seqlab_decode::{beam_search, generate, BeamConfig, Decoding, GenerateConfig};
 use seqlab_models::{Mode, Seq2Seq, TeacherForcing};
 use seqlab_tokenize::Tokenizer;
 
@@ -27,20 +27,6 @@ pub struct TranslatorFiles {
     pub source: Tokenizer,
     /// `tokenizer.target.json`.
     pub target: Tokenizer,
-}
-
-/// How to decode: greedy (batched) or beam search. Neither ever writes `<pad>`, `<bos>` or `<unk>`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Decoding {
-    /// The most likely token at every step; many sentences decode as one batch.
-    Greedy,
-    /// Beam search with `width` hypotheses and GNMT length normalisation `alpha`, one sentence at a time.
-    Beam {
-        /// Hypotheses kept.
-        width: usize,
-        /// Length-penalty exponent (0.6 is the usual choice).
-        alpha: f64,
-    },
 }
 
 /// One translated sentence.
@@ -175,7 +161,7 @@ impl LoadedTranslator {
             .collect();
         let lengths: Vec<usize> = present.iter().map(|&i| sources[i].len()).collect();
         let batch = match decoding {
-            Decoding::Greedy => GREEDY_BATCH,
+            Decoding::Sample { .. } => GREEDY_BATCH,
             Decoding::Beam { .. } => 1,
         };
         for chunk in sorted_batches(&lengths, batch)? {
@@ -196,9 +182,10 @@ impl LoadedTranslator {
             let mut banned = vec![specials.pad, specials.bos];
             banned.extend(self.target.unk_id());
             match decoding {
-                Decoding::Greedy => {
+                Decoding::Sample { sampling, seed } => {
                     let config = GenerateConfig {
-                        sampling: Sampling::Greedy,
+                        sampling,
+                        seed,
                         max_len: max_len(src_len),
                         eos: vec![specials.eos],
                         banned,
@@ -336,7 +323,7 @@ impl LoadedTranslator {
     /// `--strict`; no length filter), or, when `path` is `None`, on the held-out pairs of its training data.
     /// A table is read by the training run's columns.
     pub fn evaluate_file(&self, path: Option<&Path>, decoding: Decoding) -> Result<TranslateEval> {
-        self.evaluate_file_with_columns(path, decoding, &ColumnFlags::default())
+        self.evaluate_file_with_columns(path, decoding, &Columns::new())
     }
 
     /// [`LoadedTranslator::evaluate_file`] reading a table by `columns`: a column they do not name is the
@@ -346,17 +333,19 @@ impl LoadedTranslator {
         &self,
         path: Option<&Path>,
         decoding: Decoding,
-        columns: &ColumnFlags,
+        columns: &Columns,
     ) -> Result<TranslateEval> {
         let train = TranslateTrainConfig {
-            source_column: columns
-                .source
-                .clone()
-                .or(self.config.train.source_column.clone()),
-            target_column: columns
-                .target
-                .clone()
-                .or(self.config.train.target_column.clone()),
+            source_column: columns.get("source").map(str::to_string).or(self
+                .config
+                .train
+                .source_column
+                .clone()),
+            target_column: columns.get("target").map(str::to_string).or(self
+                .config
+                .train
+                .target_column
+                .clone()),
             ..self.config.train.clone()
         };
         match path {

@@ -21,16 +21,17 @@ use seqlab_models::{Seq2Seq, Seq2SeqConfig};
 pub use config::TranslateTrainConfig;
 pub use data::{encode_pairs, EncodedPairs};
 pub use dir::{
-    load_translator, read_config, Decoding, LoadedTranslator, TranslateDirConfig, TranslateEval,
-    Translation, TranslatorFiles,
+    load_translator, read_config, LoadedTranslator, TranslateDirConfig, TranslateEval, Translation,
+    TranslatorFiles,
 };
 pub use plot::attention_svg;
+pub use seqlab_decode::Decoding;
 pub use train::{TranslateData, TranslateTask, TranslateTrainReport};
 
 use crate::error::{one_line, Error, Result};
 use crate::model_dir::ModelDir;
 use crate::pipeline::{Pipeline, Prepared, Trained};
-use crate::trainer::{LoopConfig, RunOptions};
+use crate::trainer::RunOptions;
 
 /// The task of a translator's directory.
 pub const TASK: &str = "translate";
@@ -46,6 +47,7 @@ pub struct TranslatePipeline;
 
 impl Pipeline for TranslatePipeline {
     const TASK: &'static str = TASK;
+    const ROLES: &'static [&'static str] = &["source", "target"];
     const UNIT: &'static str = "target tokens";
     type ModelConfig = Seq2SeqConfig;
     type TrainConfig = TranslateTrainConfig;
@@ -56,16 +58,8 @@ impl Pipeline for TranslatePipeline {
     type Task = TranslateTask;
     type Report = TranslateTrainReport;
 
-    fn loop_config(train: &TranslateTrainConfig) -> &LoopConfig {
-        &train.optim
-    }
-
     fn recurrent(model: &Seq2SeqConfig) -> RecurrentConfig {
         model.decoder_rnn()
-    }
-
-    fn loop_config_mut(train: &mut TranslateTrainConfig) -> &mut LoopConfig {
-        &mut train.optim
     }
 
     fn paths(train: &mut TranslateTrainConfig) -> Vec<&mut String> {
@@ -130,7 +124,7 @@ impl Pipeline for TranslatePipeline {
 ///
 /// Without `options.resume`, `out` must not hold a model yet. With it, the settings, tokenizers and data come
 /// from `out`; of `model` and `config` only the run's length and policies apply
-/// ([`LoopConfig::resume_with`]).
+/// ([`crate::LoopConfig::resume_with`]).
 pub fn train_translator(
     model: &Seq2SeqConfig,
     config: &TranslateTrainConfig,
