@@ -60,6 +60,46 @@ impl Recurrent {
         })
     }
 
+    /// A stack of cells built elsewhere (a cell of your own, outside the registry), layer-major as the
+    /// state's rows: `config.state_rows()` cells, each reading `config.layer_input_size(layer)` features and
+    /// writing `config.hidden_size`, all with the same memory slots. `config.cell` only names the stack in
+    /// messages. `device` and `dtype` are those of the default (zero) state.
+    pub fn with_cells(
+        config: &RecurrentConfig,
+        cells: Vec<Arc<dyn Cell>>,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Self> {
+        if cells.len() != config.state_rows() || cells.is_empty() {
+            bail!(
+                "a stack of {} layers and {} directions needs {} cells, got {}",
+                config.num_layers,
+                config.directions(),
+                config.state_rows(),
+                cells.len()
+            );
+        }
+        let slots = cells[0].memory();
+        for (row, cell) in cells.iter().enumerate() {
+            let layer = row / config.directions();
+            let (input, hidden) = (config.layer_input_size(layer), config.hidden_size);
+            if cell.input_size() != input || cell.hidden_size() != hidden || cell.memory() != slots
+            {
+                bail!(
+                    "cell {row} reads {} and writes {} features, expected {input} and {hidden} with the memory of cell 0",
+                    cell.input_size(),
+                    cell.hidden_size()
+                );
+            }
+        }
+        Ok(Self {
+            config: config.clone(),
+            cells,
+            device: device.clone(),
+            dtype,
+        })
+    }
+
     /// The configuration the stack was built from.
     pub fn config(&self) -> &RecurrentConfig {
         &self.config

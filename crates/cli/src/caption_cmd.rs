@@ -14,8 +14,8 @@ use seqlab_train::caption::{
     Split,
 };
 use seqlab_train::{
-    load_captioner, train_captioner, write_bytes_atomically, CaptionPipeline, CaptionTrainConfig,
-    LoadedCaptioner, Pipeline,
+    load_captioner, write_bytes_atomically, CaptionPipeline, CaptionTrainConfig, LoadedCaptioner,
+    Pipeline,
 };
 
 use crate::train_args::{print_summary, set_stack, Loop, ModelDirArg, Stack};
@@ -179,7 +179,8 @@ fn decoding(beam: Option<usize>) -> anyhow::Result<Decoding> {
 }
 
 fn train(args: TrainArgs) -> anyhow::Result<()> {
-    let options = args.run.start()?;
+    // --threads first: before anything starts a worker thread.
+    args.run.start()?;
     let mut model = CaptionerConfig {
         encoder: CnnConfig {
             image_size: args.image_size,
@@ -212,8 +213,8 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         max_words: args.max_words,
         optim: args.run.config()?,
     };
+    let report = args.run.train(&model, &config)?;
     let out_dir = &args.run.out;
-    let report = train_captioner(&model, &config, out_dir, options)?;
     let s = &report.summary;
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -306,7 +307,7 @@ fn score(
     skip_bad: bool,
 ) -> anyhow::Result<Scored> {
     let train = &captioner.config.train;
-    // A hub split or parquet file reads as the captions.txt and images/ written out from it (issue 11).
+    // A hub split or parquet file reads as the captions.txt and images/ written out from it.
     let (captions_file, images_dir) = train.caption_files_of(
         &captions.display().to_string(),
         &images.display().to_string(),

@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use candle_core::Device;
 use seqlab_data::{Columns, LabelledFormat, TextField};
 use seqlab_models::{ClassifierConfig, Pooling};
-use seqlab_train::classify::{load_classifier, train_classifier, ClassifyTrainConfig};
+use seqlab_train::classify::{load_classifier, ClassifyTrainConfig};
 use seqlab_train::{ClassifyPipeline, Pipeline};
 
 use crate::train_args::{print_summary, set_stack, Loop, ModelDirArg, Stack};
@@ -175,7 +175,8 @@ fn check_columns(
 }
 
 fn train(args: TrainArgs) -> anyhow::Result<()> {
-    let options = args.run.start()?;
+    // --threads first: before anything starts a worker thread.
+    args.run.start()?;
     if let Some(0) = args.max_len {
         bail!("--max-len must be at least 1");
     }
@@ -230,8 +231,8 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         balanced: args.balanced,
         optim: args.run.config()?,
     };
+    let report = args.run.train(&model, &config)?;
     let out_dir = &args.run.out;
-    let report = train_classifier(&model, &config, out_dir, options)?;
     let s = &report.summary;
     if !report.history.is_empty() {
         let steps: Vec<String> = report

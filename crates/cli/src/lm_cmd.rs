@@ -7,7 +7,7 @@ use anyhow::Context;
 use candle_core::Device;
 use seqlab_decode::Sampling;
 use seqlab_models::LanguageModelConfig;
-use seqlab_train::{load_lm, train_lm, Decoding, LmPipeline, LmTrainConfig, Pipeline};
+use seqlab_train::{load_lm, Decoding, LmPipeline, LmTrainConfig, Pipeline};
 
 use crate::train_args::{print_summary, set_stack, Loop, ModelDirArg, Stack};
 
@@ -138,7 +138,8 @@ pub fn run(cmd: LmCommand) -> anyhow::Result<()> {
 }
 
 fn train(args: TrainArgs) -> anyhow::Result<()> {
-    let options = args.run.start()?;
+    // --threads first: before anything starts a worker thread.
+    args.run.start()?;
     let mut model = LanguageModelConfig {
         vocab_size: 0,
         embed: args.embed,
@@ -159,8 +160,8 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         seq_len: args.seq_len,
         optim: args.run.config()?,
     };
+    let report = args.run.train(&model, &config)?;
     let out_dir = &args.run.out;
-    let report = train_lm(&model, &config, out_dir, options)?;
     let s = &report.summary;
     let mut out = std::io::stdout().lock();
     writeln!(

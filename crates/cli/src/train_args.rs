@@ -358,6 +358,21 @@ fn stack_defaults(d: &RecurrentConfig) -> Vec<(&'static str, String)> {
     ]
 }
 
+impl<P: Pipeline> Loop<P> {
+    /// Trains `model` with `config` into `--out`, the run's options from these flags (`--threads`,
+    /// `--device`, `--resume`, `--max-time`), with a progress bar: [`seqlab_train::pipeline::train`].
+    pub fn train(
+        &self,
+        model: &P::ModelConfig,
+        config: &P::TrainConfig,
+    ) -> anyhow::Result<P::Report> {
+        let options = self.start()?;
+        Ok(seqlab_train::pipeline::train::<P>(
+            model, config, &self.out, options,
+        )?)
+    }
+}
+
 /// The summary line every `train` command prints: how the run ended, its steps, time and throughput (in
 /// the pipeline's `unit`s per second), and the model's size.
 pub fn print_summary(

@@ -8,9 +8,7 @@ use candle_core::Device;
 use seqlab_data::Columns;
 use seqlab_models::{AttentionKind, Seq2SeqConfig};
 use seqlab_train::translate::{attention_svg, Decoding};
-use seqlab_train::{
-    load_translator, train_translator, Pipeline, TranslatePipeline, TranslateTrainConfig,
-};
+use seqlab_train::{load_translator, Pipeline, TranslatePipeline, TranslateTrainConfig};
 
 use crate::train_args::{print_summary, set_stack, Loop, ModelDirArg, Stack};
 
@@ -180,7 +178,8 @@ pub fn run(cmd: TranslateCommand) -> anyhow::Result<()> {
 }
 
 fn train(args: TrainArgs) -> anyhow::Result<()> {
-    let options = args.run.start()?;
+    // --threads first: before anything starts a worker thread.
+    args.run.start()?;
     let mut model = Seq2SeqConfig {
         source_vocab: 0,
         target_vocab: 0,
@@ -210,8 +209,8 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         teacher_forcing: args.teacher_forcing,
         optim: args.run.config()?,
     };
+    let report = args.run.train(&model, &config)?;
     let out_dir = &args.run.out;
-    let report = train_translator(&model, &config, out_dir, options)?;
     let s = &report.summary;
     let mut out = std::io::stdout().lock();
     writeln!(

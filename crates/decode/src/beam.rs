@@ -159,49 +159,16 @@ where
         let rows = open.len();
         let (flat, vocab) = logits_rows(&logits, rows)?;
         candidates.clear();
-        for (row, hypothesis) in open.iter().enumerate() {
-            let logits = &flat[row * vocab..(row + 1) * vocab];
-            // The model's own log-probabilities, over the whole vocabulary: banning a token removes it from
-            // the candidates but does not renormalise the others.
-            let (_, max) = argmax(logits, row)?;
-            let max = f64::from(max);
-            let log_sum: f64 = libm::log(
-                logits
-                    .iter()
-                    .map(|&l| exp_nonpositive(f64::from(l) - max))
-                    .sum(),
-            );
-            let allowed = |t: u32| {
-                logits[t as usize] > f32::NEG_INFINITY && banned.binary_search(&t).is_err()
-            };
-            let candidate = |token: u32, end: bool| Candidate {
-                log_prob: hypothesis.log_prob + (f64::from(logits[token as usize]) - max - log_sum),
-                row,
-                token,
-                end,
-            };
-            let before = candidates.len();
-            for &token in &eos {
-                if (token as usize) < vocab && allowed(token) {
-                    candidates.push(candidate(token, true));
-                }
-            }
-            // Only a row's `width` best continuations can be among the `width` best overall.
-            keys.clear();
-            keys.extend(
-                (0..vocab as u32)
-                    .filter(|&t| allowed(t) && eos.binary_search(&t).is_err())
-                    .map(|t| rank_key(logits[t as usize], t)),
-            );
-            if keys.len() > width {
-                keys.select_nth_unstable(width - 1);
-                keys.truncate(width);
-            }
-            candidates.extend(keys.iter().map(|&key| candidate(key_id(key) as u32, false)));
-            if candidates.len() == before {
-                return Err(Error::NoTokenAllowed { row });
-            }
-        }
+        expand(
+            &open,
+            &flat,
+            vocab,
+            &eos,
+            &banned,
+            width,
+            &mut keys,
+            &mut candidates,
+        )?;
         candidates.sort_unstable_by(Candidate::rank);
 
         let mut next_open = Vec::with_capacity(width);
@@ -261,6 +228,65 @@ where
 
     keep_best(&mut finished, n_best);
     Ok(finished)
+}
+
+/// The candidates of one step: for each open hypothesis (row `row` of `flat`, `vocab` logits a row), its
+/// allowed end tokens and its `width` best other continuations, each with the hypothesis's log-probability
+/// plus the token's (the model's own over the whole vocabulary: banning a token does not renormalise).
+#[allow(clippy::too_many_arguments)]
+fn expand(
+    open: &[Open],
+    flat: &[f32],
+    vocab: usize,
+    eos: &[u32],
+    banned: &[u32],
+    width: usize,
+    keys: &mut Vec<u64>,
+    candidates: &mut Vec<Candidate>,
+) -> Result<()> {
+    for (row, hypothesis) in open.iter().enumerate() {
+        let logits = &flat[row * vocab..(row + 1) * vocab];
+        // The model's own log-probabilities, over the whole vocabulary: banning a token removes it from
+        // the candidates but does not renormalise the others.
+        let (_, max) = argmax(logits, row)?;
+        let max = f64::from(max);
+        let log_sum: f64 = libm::log(
+            logits
+                .iter()
+                .map(|&l| exp_nonpositive(f64::from(l) - max))
+                .sum(),
+        );
+        let allowed =
+            |t: u32| logits[t as usize] > f32::NEG_INFINITY && banned.binary_search(&t).is_err();
+        let candidate = |token: u32, end: bool| Candidate {
+            log_prob: hypothesis.log_prob + (f64::from(logits[token as usize]) - max - log_sum),
+            row,
+            token,
+            end,
+        };
+        let before = candidates.len();
+        for &token in eos {
+            if (token as usize) < vocab && allowed(token) {
+                candidates.push(candidate(token, true));
+            }
+        }
+        // Only a row's `width` best continuations can be among the `width` best overall.
+        keys.clear();
+        keys.extend(
+            (0..vocab as u32)
+                .filter(|&t| allowed(t) && eos.binary_search(&t).is_err())
+                .map(|t| rank_key(logits[t as usize], t)),
+        );
+        if keys.len() > width {
+            keys.select_nth_unstable(width - 1);
+            keys.truncate(width);
+        }
+        candidates.extend(keys.iter().map(|&key| candidate(key_id(key) as u32, false)));
+        if candidates.len() == before {
+            return Err(Error::NoTokenAllowed { row });
+        }
+    }
+    Ok(())
 }
 
 /// An open hypothesis: one row of the batched state.

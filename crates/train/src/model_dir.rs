@@ -155,6 +155,20 @@ pub(crate) fn write_tokenizer(tokenizer: &Tokenizer, path: &Path) -> Result<()> 
     write_bytes_atomically(path, json.as_bytes()).map_err(Error::write(path))
 }
 
+/// The tokenizer file `dir/name`, checked against the model's vocabulary of `vocab_size` tokens.
+pub(crate) fn read_tokenizer(dir: &Path, name: &str, vocab_size: usize) -> Result<Tokenizer> {
+    let path = dir.join(name);
+    let tokenizer = Tokenizer::from_file(&path)?;
+    if tokenizer.vocab_size() != vocab_size {
+        return Err(Error::VocabMismatch {
+            path,
+            tokenizer: tokenizer.vocab_size(),
+            model: vocab_size,
+        });
+    }
+    Ok(tokenizer)
+}
+
 /// The `<pad>`, `<bos>` and `<eos>` ids of `tokenizer`, which `what` ("the target tokenizer") needs: a
 /// decoder's batches are framed and padded with them.
 pub(crate) fn framing(tokenizer: &Tokenizer, what: &str) -> Result<Framing> {

@@ -10,7 +10,7 @@ use seqlab_models::{Captioner, Mode};
 use seqlab_tokenize::Tokenizer;
 
 use super::CaptionPipeline;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model_dir::{framing, read_model_dir, ModelDir};
 use crate::pipeline::{load, Loaded};
 
@@ -31,20 +31,6 @@ pub struct LoadedCaptioner {
     pub tokenizer: Tokenizer,
     /// The weights of `model.safetensors` (batch-norm running statistics included).
     pub model: Captioner,
-}
-
-/// `dir/tokenizer.json`, checked against the model's vocabulary.
-pub(super) fn read_tokenizer(dir: &Path, config: &CaptionDirConfig) -> Result<Tokenizer> {
-    let tokenizer_path = dir.join("tokenizer.json");
-    let tokenizer = Tokenizer::from_file(&tokenizer_path)?;
-    if tokenizer.vocab_size() != config.model.vocab_size {
-        return Err(Error::VocabMismatch {
-            path: tokenizer_path,
-            tokenizer: tokenizer.vocab_size(),
-            model: config.model.vocab_size,
-        });
-    }
-    Ok(tokenizer)
 }
 
 /// Loads a captioner's directory: `config.json`, `tokenizer.json` and `model.safetensors`, checking that

@@ -30,7 +30,7 @@ pub use seqlab_decode::Decoding;
 pub use train::{CaptionData, CaptionTask, CaptionTrainReport};
 
 use crate::error::{Error, Result};
-use crate::model_dir::{write_tokenizer, ModelDir};
+use crate::model_dir::{read_tokenizer, write_tokenizer, ModelDir};
 use crate::pipeline::{Pipeline, Prepared, Trained};
 use crate::trainer::RunOptions;
 
@@ -94,7 +94,7 @@ impl Pipeline for CaptionPipeline {
     }
 
     fn read_artifacts(dir: &Path, config: &ModelDir<Self>) -> Result<Tokenizer> {
-        dir::read_tokenizer(dir, config)
+        read_tokenizer(dir, "tokenizer.json", config.model.vocab_size)
     }
 
     fn task(

@@ -1,7 +1,5 @@
 //! Training a captioner: the captioned images, the word tokenizer, the loop's task, and what a run reports.
 
-use std::collections::HashMap;
-
 use candle_core::{Device, Tensor};
 use seqlab_base::SplitMix64;
 use seqlab_data::{
@@ -173,14 +171,6 @@ impl Task for CaptionTask {
         }
         Ok(Some(sum / tokens.max(1) as f64))
     }
-
-    fn carry(&self) -> Result<HashMap<String, Tensor>> {
-        Ok(HashMap::new())
-    }
-
-    fn restore_carry(&mut self, _carry: &HashMap<String, Tensor>) -> Result<()> {
-        Ok(())
-    }
 }
 
 /// What [`super::train_captioner`] reports beside the loop's summary.
@@ -211,7 +201,7 @@ pub(crate) struct PreparedImages {
 
 /// Reads the captions file, splits it by image and decodes the images.
 pub(crate) fn prepare_images(config: &CaptionTrainConfig, size: usize) -> Result<PreparedImages> {
-    // A hub split or parquet file (issue 11) is written out once as captions.txt and images/.
+    // A hub split or parquet file is written out once as captions.txt and images/.
     let (captions, images_dir) = config.caption_files()?;
     let images = read_captions(&captions)?;
     let (train, valid) = split_by_image(&images, config.valid_fraction, config.optim.seed)?;

@@ -15,7 +15,7 @@ use super::metrics::ClassificationMetrics;
 use super::ClassifyPipeline;
 use crate::atomic::write_bytes_atomically;
 use crate::error::{one_line, Error, Result};
-use crate::model_dir::{read_model_dir, write_tokenizer, ModelDir};
+use crate::model_dir::{read_model_dir, read_tokenizer, write_tokenizer, ModelDir};
 use crate::pipeline::{load, Loaded};
 
 /// A classifier's `config.json`.
@@ -181,15 +181,7 @@ pub fn read_labels(dir: &Path) -> Result<Vec<String>> {
 
 /// `tokenizer.json` and `labels.json` of a classifier's directory, checked against its `config.json`.
 pub(super) fn read_files(dir: &Path, config: &ClassifyDirConfig) -> Result<ClassifierFiles> {
-    let tokenizer_path = dir.join("tokenizer.json");
-    let tokenizer = Tokenizer::from_file(&tokenizer_path)?;
-    if tokenizer.vocab_size() != config.model.vocab_size {
-        return Err(Error::VocabMismatch {
-            path: tokenizer_path,
-            tokenizer: tokenizer.vocab_size(),
-            model: config.model.vocab_size,
-        });
-    }
+    let tokenizer = read_tokenizer(dir, "tokenizer.json", config.model.vocab_size)?;
     let labels = read_labels(dir)?;
     if labels.len() != config.model.num_classes {
         return Err(Error::InvalidSetting(format!(

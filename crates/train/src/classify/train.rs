@@ -127,14 +127,6 @@ impl Task for ClassifyTask {
         });
         Ok(Some(eval.loss))
     }
-
-    fn carry(&self) -> Result<std::collections::HashMap<String, Tensor>> {
-        Ok(Default::default()) // every batch starts from the zero state
-    }
-
-    fn restore_carry(&mut self, _: &std::collections::HashMap<String, Tensor>) -> Result<()> {
-        Ok(())
-    }
 }
 
 /// `Σ w[y_i]·(−log p_i(y_i)) / Σ w[y_i]`: PyTorch's `cross_entropy(logits, targets, weight=weights)`.

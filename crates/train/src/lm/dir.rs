@@ -9,7 +9,7 @@ use seqlab_models::{LanguageModel, Mode};
 use seqlab_tokenize::Tokenizer;
 
 use super::LmPipeline;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model_dir::{read_model_dir, ModelDir};
 use crate::pipeline::{load, Loaded};
 
@@ -104,20 +104,6 @@ pub fn load_lm(dir: &Path, device: &Device) -> Result<LoadedLm> {
         tokenizer: artifacts,
         model,
     })
-}
-
-/// `dir/tokenizer.json`, checked against the model's vocabulary.
-pub(super) fn read_tokenizer(dir: &Path, vocab_size: usize) -> Result<Tokenizer> {
-    let tokenizer_path = dir.join("tokenizer.json");
-    let tokenizer = Tokenizer::from_file(&tokenizer_path)?;
-    if tokenizer.vocab_size() != vocab_size {
-        return Err(Error::VocabMismatch {
-            path: tokenizer_path,
-            tokenizer: tokenizer.vocab_size(),
-            model: vocab_size,
-        });
-    }
-    Ok(tokenizer)
 }
 
 impl LoadedLm {

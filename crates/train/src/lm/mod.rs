@@ -26,7 +26,7 @@ pub use seqlab_decode::Decoding;
 pub use train::{unigram_loss, LmData, LmTask, LmTrainReport};
 
 use crate::error::Result;
-use crate::model_dir::{tokenizer_path, write_tokenizer, ModelDir};
+use crate::model_dir::{read_tokenizer, tokenizer_path, write_tokenizer, ModelDir};
 use crate::pipeline::{Pipeline, Prepared, Trained};
 use crate::trainer::RunOptions;
 
@@ -91,7 +91,7 @@ impl Pipeline for LmPipeline {
     }
 
     fn read_artifacts(dir: &Path, config: &ModelDir<Self>) -> Result<Tokenizer> {
-        dir::read_tokenizer(dir, config.model.vocab_size)
+        read_tokenizer(dir, "tokenizer.json", config.model.vocab_size)
     }
 
     fn task(

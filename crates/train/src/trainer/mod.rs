@@ -39,11 +39,18 @@ pub trait Task {
     /// The mean validation loss per token; `None` when the task has no validation data.
     fn validate(&mut self) -> Result<Option<f64>>;
 
-    /// What the task carries from one batch to the next (tensors by name), for a checkpoint.
-    fn carry(&self) -> Result<HashMap<String, Tensor>>;
+    /// What the task carries from one batch to the next (tensors by name), for a checkpoint. The default
+    /// carries nothing: every batch starts afresh.
+    fn carry(&self) -> Result<HashMap<String, Tensor>> {
+        Ok(HashMap::new())
+    }
 
     /// Restores a carry saved by [`Task::carry`], after [`Task::start_epoch`] of the checkpoint's epoch.
-    fn restore_carry(&mut self, carry: &HashMap<String, Tensor>) -> Result<()>;
+    /// The default has nothing to restore.
+    fn restore_carry(&mut self, carry: &HashMap<String, Tensor>) -> Result<()> {
+        let _ = carry;
+        Ok(())
+    }
 
     /// Forgets what the last [`Task::train_batch`] left behind, when the loop skips that batch because its
     /// loss or gradient was not finite ([`NonFinite::Skip`]). A task that carries state from batch to batch

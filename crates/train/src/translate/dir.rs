@@ -14,7 +14,7 @@ use super::data::encode_pairs;
 use super::{TranslatePipeline, SOURCE_TOKENIZER, TARGET_TOKENIZER};
 use crate::bleu::{corpus_bleu_with, Bleu, BleuOptions};
 use crate::error::{Error, Result};
-use crate::model_dir::{framing, read_model_dir, write_tokenizer, ModelDir};
+use crate::model_dir::{framing, read_model_dir, read_tokenizer, write_tokenizer, ModelDir};
 use crate::pipeline::{load, Loaded};
 
 /// A translator's `config.json`.
@@ -76,21 +76,9 @@ pub fn read_config(dir: &Path) -> Result<TranslateDirConfig> {
 
 /// The two tokenizers of a translator's directory, checked against its `config.json`.
 pub(super) fn read_files(dir: &Path, config: &TranslateDirConfig) -> Result<TranslatorFiles> {
-    let read = |name: &str, size: usize| -> Result<Tokenizer> {
-        let path = dir.join(name);
-        let tokenizer = Tokenizer::from_file(&path)?;
-        if tokenizer.vocab_size() != size {
-            return Err(Error::VocabMismatch {
-                path,
-                tokenizer: tokenizer.vocab_size(),
-                model: size,
-            });
-        }
-        Ok(tokenizer)
-    };
     Ok(TranslatorFiles {
-        source: read(SOURCE_TOKENIZER, config.model.source_vocab)?,
-        target: read(TARGET_TOKENIZER, config.model.target_vocab)?,
+        source: read_tokenizer(dir, SOURCE_TOKENIZER, config.model.source_vocab)?,
+        target: read_tokenizer(dir, TARGET_TOKENIZER, config.model.target_vocab)?,
     })
 }
 

@@ -1,7 +1,5 @@
 //! Training a translator: the parallel data, the two tokenizers, the loop's task, and what a run reports.
 
-use std::collections::HashMap;
-
 use candle_core::{Device, Tensor};
 use seqlab_data::{bucket_batches, sorted_batches, Pair};
 use seqlab_models::{Mode, Seq2Seq, TeacherForcing};
@@ -101,14 +99,6 @@ impl Task for TranslateTask {
             tokens += n;
         }
         Ok(Some(sum / tokens.max(1) as f64))
-    }
-
-    fn carry(&self) -> Result<HashMap<String, Tensor>> {
-        Ok(HashMap::new())
-    }
-
-    fn restore_carry(&mut self, _carry: &HashMap<String, Tensor>) -> Result<()> {
-        Ok(())
     }
 }
 
