@@ -61,14 +61,15 @@ fn fused_matches_composite_on_random_shapes_with_lengths() {
             input_size: rng.range(1, 9),
             hidden_size: rng.range(1, 24),
             num_layers: rng.range(1, 3),
-            bidirectional: rng.next() % 2 == 0,
+            bidirectional: rng.next().is_multiple_of(2),
             dropout: 0.0,
-            bias: rng.next() % 4 != 0,
+            bias: !rng.next().is_multiple_of(4),
         };
         let (batch, seq) = (rng.range(1, 7), rng.range(1, 9));
+        let with_lengths = !rng.next().is_multiple_of(3);
         let lengths: Option<Vec<usize>> =
-            (rng.next() % 3 != 0).then(|| (0..batch).map(|_| rng.range(1, seq)).collect());
-        let with_init = rng.next() % 2 == 0;
+            with_lengths.then(|| (0..batch).map(|_| rng.range(1, seq)).collect());
+        let with_init = rng.next().is_multiple_of(2);
 
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);

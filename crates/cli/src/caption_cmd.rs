@@ -53,7 +53,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "NAME[,NAME...]")]
     caption_column: Option<String>,
     /// Images (with all their captions) held out for validation.
-    #[arg(long, value_name = "F", default_value_t = CaptionTrainConfig::default().valid_fraction)]
+    #[arg(long, value_name = "F", default_value_t = CaptionTrainConfig::default().valid_fraction, value_parser = crate::ranges::fraction("the validation share"))]
     valid_fraction: f64,
     /// Leave out listed images that are missing, corrupt or not PNG/JPEG (counted) instead of stopping.
     #[arg(long)]
@@ -65,10 +65,10 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N", default_value_t = CaptionTrainConfig::default().min_freq)]
     min_freq: usize,
     /// Keep at most N words, the 4 special tokens included.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::ranges::vocabulary("--max-vocab"))]
     max_vocab: Option<usize>,
     /// Side images are resized to, in pixels.
-    #[arg(long, value_name = "N", default_value_t = CnnConfig::default().image_size)]
+    #[arg(long, value_name = "N", default_value_t = CnnConfig::default().image_size, value_parser = crate::ranges::at_least_one("--image-size"))]
     image_size: usize,
     /// Output channels of the CNN's blocks (each halves the image side), comma-separated.
     #[arg(
@@ -95,13 +95,13 @@ pub struct TrainArgs {
     #[command(flatten)]
     stack: Stack<CaptionPipeline>,
     /// Word embedding width.
-    #[arg(long, value_name = "N", default_value_t = CaptionerConfig::default().embed)]
+    #[arg(long, value_name = "N", default_value_t = CaptionerConfig::default().embed, value_parser = crate::ranges::at_least_one("--embed"))]
     embed: usize,
     /// Captions per batch.
-    #[arg(long, value_name = "N", default_value_t = CaptionTrainConfig::default().batch)]
+    #[arg(long, value_name = "N", default_value_t = CaptionTrainConfig::default().batch, value_parser = crate::ranges::at_least_one("--batch"))]
     batch: usize,
     /// Words kept of each caption; also the longest caption generated.
-    #[arg(long, value_name = "N", default_value_t = CaptionTrainConfig::default().max_words)]
+    #[arg(long, value_name = "N", default_value_t = CaptionTrainConfig::default().max_words, value_parser = crate::ranges::at_least_one("--max-words"))]
     max_words: usize,
     #[command(flatten)]
     run: Loop<CaptionPipeline>,
@@ -132,7 +132,7 @@ pub struct EvalArgs {
     #[arg(long, value_name = "all|train|valid", default_value = "all")]
     split: Split,
     /// Beam search with W hypotheses instead of greedy decoding.
-    #[arg(long, value_name = "W")]
+    #[arg(long, value_name = "W", value_parser = crate::ranges::at_least_one("--beam"))]
     beam: Option<usize>,
     /// Leave out images that are missing, corrupt or not PNG/JPEG (counted) instead of stopping.
     #[arg(long)]
@@ -154,7 +154,7 @@ pub struct RunArgs {
     #[arg(value_name = "IMAGE", required = true)]
     images: Vec<PathBuf>,
     /// Beam search with W hypotheses instead of greedy decoding.
-    #[arg(long, value_name = "W")]
+    #[arg(long, value_name = "W", value_parser = crate::ranges::at_least_one("--beam"))]
     beam: Option<usize>,
     /// Also write an HTML page of the images beside their captions.
     #[arg(long, value_name = "FILE")]

@@ -42,7 +42,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "NAME")]
     label_column: Option<String>,
     /// Share of each class held out for validation when there is no --valid file (0: no validation).
-    #[arg(long, value_name = "F", default_value_t = ClassifyTrainConfig::default().valid_fraction)]
+    #[arg(long, value_name = "F", default_value_t = ClassifyTrainConfig::default().valid_fraction, value_parser = crate::ranges::fraction("the validation share"))]
     valid_fraction: f64,
     /// agnews or tsv [default: by extension, .csv is agnews].
     #[arg(long, value_name = "agnews|tsv")]
@@ -64,10 +64,10 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N", default_value_t = ClassifyTrainConfig::default().min_freq)]
     min_freq: usize,
     /// Keep at most N tokens, the 4 special tokens included.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::ranges::vocabulary("--max-vocab"))]
     max_vocab: Option<usize>,
     /// Keep at most the first N tokens of each text.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::ranges::at_least_one("--max-len"))]
     max_len: Option<usize>,
     #[command(flatten)]
     stack: Stack<ClassifyPipeline>,
@@ -81,10 +81,10 @@ pub struct TrainArgs {
     #[arg(long, value_name = "last|mean|max")]
     pool: Option<Pooling>,
     /// Dropout on the embedded tokens, in training [default: 0].
-    #[arg(long, value_name = "P")]
+    #[arg(long, value_name = "P", value_parser = crate::ranges::probability("the embedding dropout"))]
     embed_dropout: Option<f32>,
     /// Texts per batch.
-    #[arg(long, value_name = "N", default_value_t = ClassifyTrainConfig::default().batch)]
+    #[arg(long, value_name = "N", default_value_t = ClassifyTrainConfig::default().batch, value_parser = crate::ranges::at_least_one("--batch"))]
     batch: usize,
     /// Weight the loss of each class by n / (classes * count), so rare classes count as much as frequent ones.
     #[arg(long)]
@@ -132,7 +132,7 @@ pub struct PredictArgs {
     #[arg(long, value_name = "FILE")]
     input: Option<PathBuf>,
     /// Print the N most probable labels of each text.
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = crate::ranges::at_least_one("--top"))]
     top: usize,
 }
 

@@ -150,7 +150,7 @@ pub struct ShapesArgs {
     #[arg(long, value_name = "DIR")]
     out: std::path::PathBuf,
     /// Images to draw (two reference captions each).
-    #[arg(long, value_name = "N", default_value_t = 1000)]
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = crate::ranges::at_least_one("--count"))]
     count: usize,
     /// Seed of the drawing: the same seed gives the same files.
     #[arg(long, value_name = "S", default_value_t = 0)]

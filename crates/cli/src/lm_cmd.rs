@@ -39,7 +39,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "NAME")]
     text_column: Option<String>,
     /// Tail of the data held out for validation when there is no --valid file.
-    #[arg(long, value_name = "F", default_value_t = LmTrainConfig::default().valid_fraction)]
+    #[arg(long, value_name = "F", default_value_t = LmTrainConfig::default().valid_fraction, value_parser = crate::ranges::fraction("the validation share"))]
     valid_fraction: f64,
     /// char, word, or the path of a tokenizer.json.
     #[arg(long, value_name = "char|word|PATH", default_value_t = LmTrainConfig::default().tokenizer)]
@@ -51,7 +51,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N", default_value_t = LmTrainConfig::default().min_freq)]
     min_freq: usize,
     /// Keep at most N tokens, the 4 special tokens included.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::ranges::vocabulary("--max-vocab"))]
     max_vocab: Option<usize>,
     #[command(flatten)]
     stack: Stack<LmPipeline>,
@@ -60,13 +60,13 @@ pub struct TrainArgs {
     embed: usize,
     /// DropConnect on the recurrent (hidden-to-hidden) weights, a fresh mask per batch, in training
     /// (AWD-LSTM's weight drop).
-    #[arg(long, value_name = "P", default_value_t = LanguageModelConfig::default().weight_drop)]
+    #[arg(long, value_name = "P", default_value_t = LanguageModelConfig::default().weight_drop, value_parser = crate::ranges::probability("the weight drop"))]
     weight_drop: f32,
     /// Steps of backpropagation through time per batch.
-    #[arg(long, value_name = "N", default_value_t = LmTrainConfig::default().seq_len)]
+    #[arg(long, value_name = "N", default_value_t = LmTrainConfig::default().seq_len, value_parser = crate::ranges::at_least_one("--seq-len"))]
     seq_len: usize,
     /// Parallel rows of the token stream.
-    #[arg(long, value_name = "N", default_value_t = LmTrainConfig::default().batch)]
+    #[arg(long, value_name = "N", default_value_t = LmTrainConfig::default().batch, value_parser = crate::ranges::at_least_one("--batch"))]
     batch: usize,
     #[command(flatten)]
     run: Loop<LmPipeline>,
@@ -93,16 +93,16 @@ pub struct GenerateArgs {
         value_name = "T",
         default_value_t = 0.8,
         allow_negative_numbers = true
-    )]
+    , value_parser = crate::ranges::non_negative("the temperature"))]
     temperature: f64,
     /// Sample only among the K most likely tokens.
-    #[arg(long, value_name = "K")]
+    #[arg(long, value_name = "K", value_parser = crate::ranges::at_least_one("--top-k"))]
     top_k: Option<usize>,
     /// Sample only among the most likely tokens that make up probability P.
-    #[arg(long, value_name = "P")]
+    #[arg(long, value_name = "P", value_parser = crate::ranges::mass("top-p"))]
     top_p: Option<f64>,
     /// Beam search with W hypotheses instead of sampling (prints the most probable continuation at the end).
-    #[arg(long, value_name = "W", conflicts_with_all = ["greedy", "top_k", "top_p"])]
+    #[arg(long, value_name = "W", conflicts_with_all = ["greedy", "top_k", "top_p"], value_parser = crate::ranges::at_least_one("--beam"))]
     beam: Option<usize>,
     /// Seed of the sampling: the same seed gives the same text.
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -121,10 +121,10 @@ pub struct EvalArgs {
     #[arg(long)]
     json: bool,
     /// Parallel rows [default: one per 2,000 tokens, at most the model's training batch].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::ranges::at_least_one("--batch"))]
     batch: Option<usize>,
     /// Steps per batch [default: the model's training sequence length].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::ranges::at_least_one("--seq-len"))]
     seq_len: Option<usize>,
 }
 

@@ -1,6 +1,8 @@
 //! `seqlab`: the command line. Thin by design: parse the arguments, call the library, print.
 //!
-//! Every error reaches the user as one plain sentence on stderr with a non-zero exit, never a panic.
+//! Every error reaches the user as one plain sentence on stderr with a non-zero exit, never a panic or a
+//! backtrace, whatever `RUST_BACKTRACE` says: usage mistakes (a bad flag, a value out of its range) exit with
+//! 2, failures with 1. `SEQLAB_DEBUG=1` prints the whole cause chain, with backtraces, for bug reports.
 // The doc comments of the argument structs are clap's help text, written for a terminal: `<unk>` and
 // `hf://datasets/OWNER/NAME[@REVISION]` are literal text there, not HTML or intra-doc links.
 #![allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
@@ -14,6 +16,7 @@ mod caption_cmd;
 mod classify_cmd;
 mod data_cmd;
 mod lm_cmd;
+mod ranges;
 mod tokenizer_cmd;
 mod train_args;
 mod translate_cmd;
@@ -51,6 +54,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    let debug = std::env::var_os("SEQLAB_DEBUG").is_some_and(|v| !v.is_empty() && v != "0");
+    if !debug {
+        // candle's errors capture a backtrace when these ask for one, and print it as part of the message.
+        // Read once, at the first capture: removed before any thread starts.
+        std::env::remove_var("RUST_BACKTRACE");
+        std::env::remove_var("RUST_LIB_BACKTRACE");
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
@@ -67,8 +77,12 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if debug => {
+            eprintln!("error: {e:?}");
+            ExitCode::FAILURE
+        }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", seqlab_base::one_line(format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

@@ -25,7 +25,7 @@ pub enum TokenizerCommand {
         #[arg(long, value_name = "N", default_value_t = 1)]
         min_freq: usize,
         /// Keep at most N tokens, the 4 special tokens included, the most frequent first.
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", value_parser = crate::ranges::vocabulary("--max-size"))]
         max_size: Option<usize>,
         /// Lowercase the text first.
         #[arg(long)]

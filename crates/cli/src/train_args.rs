@@ -22,13 +22,13 @@ use seqlab_train::{HasLoop, LoopConfig, NonFinite, Pipeline, RunOptions, Schedul
 #[derive(clap::Args, Debug)]
 pub struct LoopArgs {
     /// Peak learning rate of AdamW.
-    #[arg(long, value_name = "F")]
+    #[arg(long, value_name = "F", value_parser = crate::ranges::positive("the learning rate"))]
     lr: Option<f64>,
     /// AdamW's decoupled weight decay.
-    #[arg(long, value_name = "F")]
+    #[arg(long, value_name = "F", value_parser = crate::ranges::non_negative("the weight decay"))]
     weight_decay: Option<f64>,
     /// Largest gradient norm (0: no clipping).
-    #[arg(long, value_name = "F")]
+    #[arg(long, value_name = "F", value_parser = crate::ranges::non_negative("the clipping norm"))]
     clip: Option<f64>,
     /// Warm-up steps of the learning rate.
     #[arg(long, value_name = "N")]
@@ -37,10 +37,10 @@ pub struct LoopArgs {
     #[arg(long, value_name = "cosine|constant")]
     schedule: Option<String>,
     /// Passes over the training data.
-    #[arg(long, value_name = "N", conflicts_with = "steps")]
+    #[arg(long, value_name = "N", conflicts_with = "steps", value_parser = crate::ranges::at_least_one("--epochs"))]
     epochs: Option<usize>,
     /// Optimizer steps (instead of --epochs).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::ranges::at_least_one("--steps"))]
     steps: Option<usize>,
     /// The model directory to write.
     #[arg(long, value_name = "DIR")]
@@ -53,7 +53,7 @@ pub struct LoopArgs {
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
     /// Stop cleanly after this many minutes (a decimal number), evaluating and saving first.
-    #[arg(long, value_name = "MINUTES")]
+    #[arg(long, value_name = "MINUTES", value_parser = crate::ranges::positive("--max-time (minutes)"))]
     max_time: Option<f64>,
     /// Evaluate on the validation data (and keep the best model) every N steps.
     #[arg(long, value_name = "N")]
@@ -62,10 +62,10 @@ pub struct LoopArgs {
     #[arg(long, value_name = "N")]
     checkpoint_every: Option<usize>,
     /// Stop after N evaluations without a better validation loss.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::ranges::at_least_one("--patience"))]
     patience: Option<usize>,
     /// Worker threads [default: one per core].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::ranges::at_least_one("--threads"))]
     threads: Option<usize>,
     /// Skip a batch whose loss or gradient is NaN or infinite, instead of stopping the run.
     #[arg(long)]
@@ -148,13 +148,13 @@ pub struct StackArgs {
     #[arg(long, value_name = "CELL", value_parser = cell_parser())]
     cell: Option<CellKind>,
     /// Units per recurrent layer (per direction when it reads both ways).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::ranges::at_least_one("--hidden"))]
     hidden: Option<usize>,
     /// Recurrent layers.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::ranges::at_least_one("--layers"))]
     layers: Option<usize>,
     /// Dropout between layers and before the head, in training.
-    #[arg(long, value_name = "P")]
+    #[arg(long, value_name = "P", value_parser = crate::ranges::probability("the dropout"))]
     dropout: Option<f32>,
 }
 

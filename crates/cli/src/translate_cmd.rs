@@ -41,13 +41,13 @@ pub struct TrainArgs {
     #[arg(long, value_name = "NAME")]
     target_column: Option<String>,
     /// Tail of the pairs held out for validation (and for `translate eval` without --data).
-    #[arg(long, value_name = "F", default_value_t = TranslateTrainConfig::default().valid_fraction)]
+    #[arg(long, value_name = "F", default_value_t = TranslateTrainConfig::default().valid_fraction, value_parser = crate::ranges::fraction("the validation share"))]
     valid_fraction: f64,
     /// Translate from the second column to the first.
     #[arg(long)]
     reverse: bool,
     /// Leave out pairs with a side of more than N words.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::ranges::at_least_one("--max-words"))]
     max_words: Option<usize>,
     /// Stop at a line with no tab or an empty side instead of skipping it.
     #[arg(long)]
@@ -62,18 +62,18 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N", default_value_t = TranslateTrainConfig::default().min_freq)]
     min_freq: usize,
     /// Keep at most N tokens per side, the 4 special tokens included.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::ranges::vocabulary("--max-vocab"))]
     max_vocab: Option<usize>,
     /// The longest source the model reads, in tokens; longer input to eval and run is an error.
-    #[arg(long, value_name = "N", default_value_t = TranslateTrainConfig::default().max_source_tokens)]
+    #[arg(long, value_name = "N", default_value_t = TranslateTrainConfig::default().max_source_tokens, value_parser = crate::ranges::at_least_one("--max-source-tokens"))]
     max_source_tokens: usize,
     /// The longest target, in tokens; decoding stops there.
-    #[arg(long, value_name = "N", default_value_t = TranslateTrainConfig::default().max_target_tokens)]
+    #[arg(long, value_name = "N", default_value_t = TranslateTrainConfig::default().max_target_tokens, value_parser = crate::ranges::at_least_one("--max-target-tokens"))]
     max_target_tokens: usize,
     #[command(flatten)]
     stack: Stack<TranslatePipeline>,
     /// Embedding width of both sides.
-    #[arg(long, value_name = "N", default_value_t = Seq2SeqConfig::default().embed)]
+    #[arg(long, value_name = "N", default_value_t = Seq2SeqConfig::default().embed, value_parser = crate::ranges::at_least_one("--embed"))]
     embed: usize,
     /// Read the source in both directions.
     #[arg(long)]
@@ -89,10 +89,10 @@ pub struct TrainArgs {
     #[arg(long)]
     input_feeding: bool,
     /// Probability of feeding the reference token at each decoder step in training (1: teacher forcing).
-    #[arg(long, value_name = "P", default_value_t = TranslateTrainConfig::default().teacher_forcing)]
+    #[arg(long, value_name = "P", default_value_t = TranslateTrainConfig::default().teacher_forcing, value_parser = crate::ranges::unit_interval("the teacher-forcing probability"))]
     teacher_forcing: f64,
     /// Sentence pairs per batch.
-    #[arg(long, value_name = "N", default_value_t = TranslateTrainConfig::default().batch)]
+    #[arg(long, value_name = "N", default_value_t = TranslateTrainConfig::default().batch, value_parser = crate::ranges::at_least_one("--batch"))]
     batch: usize,
     #[command(flatten)]
     run: Loop<TranslatePipeline>,
@@ -102,10 +102,10 @@ pub struct TrainArgs {
 #[derive(clap::Args, Debug)]
 pub struct DecodeArgs {
     /// Beam search with W hypotheses (1 is greedy); without it, greedy decoding.
-    #[arg(long, value_name = "W")]
+    #[arg(long, value_name = "W", value_parser = crate::ranges::at_least_one("--beam"))]
     beam: Option<usize>,
     /// Length-penalty exponent of beam search (GNMT's alpha; 0 ranks by raw log-probability).
-    #[arg(long, value_name = "F", default_value_t = 0.6)]
+    #[arg(long, value_name = "F", default_value_t = 0.6, value_parser = crate::ranges::non_negative("the length penalty alpha"))]
     alpha: f64,
 }
 

@@ -474,7 +474,7 @@ fn topic_rows(n: usize, offset: usize) -> Vec<(String, String)> {
     (0..n)
         .map(|i| {
             let k = i + offset;
-            let (words, topic) = if k % 2 == 0 {
+            let (words, topic) = if k.is_multiple_of(2) {
                 (&sport, "sport")
             } else {
                 (&business, "business")

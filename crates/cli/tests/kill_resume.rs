@@ -149,7 +149,7 @@ fn a_run_killed_at_random_moments_resumes_to_the_weights_of_an_uninterrupted_one
         seed ^= seed >> 7;
         seed ^= seed << 17;
         // One kill in three within the first tenth of a run: start-up, before the first checkpoint.
-        let span = if seed % 3 == 0 { 0.1 } else { 1.0 };
+        let span = if seed.is_multiple_of(3) { 0.1 } else { 1.0 };
         full_run.mul_f64(span * ((seed >> 8) % 1000) as f64 / 1000.0)
     };
     // Rounds of kill-and-resume, each in a fresh directory, until enough kills have landed; a round ends

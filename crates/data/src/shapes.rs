@@ -68,7 +68,7 @@ pub const POSITIONS: [&str; 4] = ["top", "bottom", "left", "right"];
 
 /// Whether the (colour, shape, position) triple is held out of training sets (see the module doc).
 pub fn is_held_out(colour: usize, shape: usize, position: usize) -> bool {
-    (colour + shape + position) % 5 == 0
+    (colour + shape + position).is_multiple_of(5)
 }
 
 /// One drawn shape.

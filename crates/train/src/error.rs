@@ -26,6 +26,15 @@ pub enum Error {
         error: std::io::Error,
     },
 
+    /// Another run writes into the model directory (it holds the directory's lock).
+    #[error("{} is in use by another seqlab run{}; wait for it to end or choose another --out", dir.display(), pid.map(|p| format!(" (process {p})")).unwrap_or_default())]
+    InUse {
+        /// The model directory.
+        dir: PathBuf,
+        /// The process that holds the lock, where its lock file says.
+        pid: Option<u32>,
+    },
+
     /// A directory given as a model directory does not exist or has no `config.json`.
     #[error("{} is not a model directory: {reason}", path.display())]
     NotAModelDir {

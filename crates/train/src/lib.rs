@@ -46,6 +46,7 @@ pub mod classify;
 mod error;
 mod init;
 mod lm;
+pub mod lock;
 pub mod metrics;
 pub mod model_dir;
 mod optim;

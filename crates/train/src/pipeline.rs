@@ -17,9 +17,10 @@ use seqlab_cells::RecurrentConfig;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::checkpoint::load_tensors;
+use crate::checkpoint::{load_tensors, save_tensors};
 use crate::error::{one_line, Error, Result};
 use crate::init::seeded_var_builder;
+use crate::lock::DirLock;
 use crate::model_dir::{absolute_source, count_parameters, read_model_dir, write_json, ModelDir};
 use crate::trainer::{HasLoop, RunOptions, Task, TrainSummary};
 
@@ -168,6 +169,8 @@ pub fn train<P: Pipeline>(
     out: &Path,
     options: RunOptions<'_>,
 ) -> Result<P::Report> {
+    // One writer per directory, from before the first check to the end of the run.
+    let mut lock = DirLock::acquire(out)?;
     let (mut dir_config, prepared) = if options.resume {
         let mut saved = read_model_dir::<P>(out)?;
         saved
@@ -220,8 +223,12 @@ pub fn train<P: Pipeline>(
     }
     optim.validate()?;
 
-    std::fs::create_dir_all(out).map_err(Error::write(out))?;
+    lock.keep();
     P::write_artifacts(&artifacts, out)?;
+    if !options.resume {
+        // The initial weights, so that a directory with a config.json always holds a whole model.
+        save_tensors(&out.join("model.safetensors"), &tensors_of(&varmap))?;
+    }
     write_json(&out.join("config.json"), &dir_config)?;
 
     if options.progress {
@@ -236,6 +243,7 @@ pub fn train<P: Pipeline>(
         &fingerprint,
         options,
     )?;
+    // The lock is held until the report is made (it may read the directory back).
     P::report(Trained {
         summary,
         parameters,
@@ -264,4 +272,17 @@ pub fn load<P: Pipeline>(dir: &Path, device: &Device) -> Result<Loaded<P>> {
         artifacts,
         model,
     })
+}
+
+/// The current values of the variables of `varmap`, by name.
+fn tensors_of(varmap: &VarMap) -> std::collections::HashMap<String, candle_core::Tensor> {
+    varmap
+        .data()
+        .lock()
+        .map(|vars| {
+            vars.iter()
+                .map(|(name, var)| (name.clone(), var.as_tensor().clone()))
+                .collect()
+        })
+        .unwrap_or_default()
 }

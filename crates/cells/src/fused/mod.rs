@@ -237,7 +237,11 @@ fn block_rows(batch: usize) -> usize {
 /// W_hhᵀ as (H, ld), with `ld` padded past a multiple of 64 floats: power-of-two strides make the per-step
 /// product's loads collide in the same cache sets.
 fn transpose_padded(w: &[f32], rows: usize, cols: usize, w_rs: usize) -> (Vec<f32>, usize) {
-    let ld = if rows % 64 == 0 { rows + 16 } else { rows };
+    let ld = if rows.is_multiple_of(64) {
+        rows + 16
+    } else {
+        rows
+    };
     let mut t = vec![0.0f32; cols * ld];
     for r in 0..rows {
         for (c, v) in w[r * w_rs..r * w_rs + cols].iter().enumerate() {
