@@ -40,7 +40,7 @@ pub struct MemorySlot {
 
 /// What a stack asks of the registry to build one cell: the sizes, and where the cell sits (its parameter
 /// names depend on it, as `weight_ih_l1_reverse` does in PyTorch).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CellSpec {
     /// Width of each input step.
     pub input_size: usize,
@@ -52,6 +52,11 @@ pub struct CellSpec {
     pub layer: usize,
     /// Whether this is the backward direction of a bidirectional layer.
     pub reverse: bool,
+    /// The stack's block arrangement and cell options.
+    pub options: crate::CellOptions,
+    /// Built inside a block, whose module names it: a cell that names its parameters under a per-layer
+    /// module (minGRU's `{layer}.`) leaves that level out.
+    pub nested: bool,
 }
 
 impl CellSpec {

@@ -23,6 +23,71 @@ pub struct RecurrentConfig {
     pub dropout: f32,
     /// Whether the layers have `bias_ih`/`bias_hh` (PyTorch's `bias=True` default).
     pub bias: bool,
+    /// How each layer is arranged around its cell, and the options of some cells.
+    pub options: CellOptions,
+}
+
+/// How each layer of a stack is arranged around its cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Block {
+    /// The cell alone (PyTorch's `nn.LSTM` stacking): each layer's outputs are its cell's.
+    #[default]
+    Plain,
+    /// A pre-norm residual block, as the minGRU/minLSTM and xLSTM papers and packages stack their cells:
+    /// `a = x + out(cell(norm(x)))`, `y = a + mlp(norm(a))` with RMS norms, a GELU MLP of 4× the width, the
+    /// cell `expansion` times wider than the block with `out` projecting back (mingru-pytorch's `minLM`
+    /// layer). A layer whose input is not as wide as the block projects it first (`in_proj`).
+    Residual,
+}
+
+/// Options of the stack's layers beyond PyTorch's: the block arrangement and cell-specific settings. All
+/// default to "off", and a `config.json` without them reads as before.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CellOptions {
+    /// How each layer is arranged around its cell.
+    pub block: Block,
+    /// In a residual block, the cell's width as a multiple of the block's (mingru-pytorch's
+    /// `expansion`, 1.5 in its `minLM`); ignored by plain stacks.
+    pub expansion: f32,
+    /// IndRNN: the bound on |u|, each recurrent weight clamped to [-bound, bound] in every pass (the
+    /// paper's constraint, which keeps a relu recurrence from exploding over long sequences); `None`: no
+    /// bound.
+    pub bound: Option<f32>,
+}
+
+impl Default for CellOptions {
+    fn default() -> Self {
+        Self {
+            block: Block::Plain,
+            expansion: 1.5,
+            bound: None,
+        }
+    }
+}
+
+impl CellOptions {
+    /// Whether these are the defaults (then `config.json` leaves them out).
+    pub fn is_default(&self) -> bool {
+        *self == CellOptions::default()
+    }
+
+    /// Checks the values.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.expansion.is_finite() && self.expansion > 0.0) {
+            return Err(format!(
+                "the expansion must be a positive number, got {}",
+                self.expansion
+            ));
+        }
+        if let Some(bound) = self.bound {
+            if !(bound.is_finite() && bound > 0.0) {
+                return Err(format!("the bound must be a positive number, got {bound}"));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for RecurrentConfig {
@@ -36,6 +101,7 @@ impl Default for RecurrentConfig {
             bidirectional: false,
             dropout: 0.0,
             bias: true,
+            options: CellOptions::default(),
         }
     }
 }

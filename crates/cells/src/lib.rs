@@ -40,7 +40,7 @@ mod state;
 
 pub use cell::{Cell, CellSpec, CellState, LayerInput, MemorySlot};
 pub use cells::{CellKind, DirectionWeights};
-pub use config::RecurrentConfig;
+pub use config::{Block, CellOptions, RecurrentConfig};
 pub use dropout::{dropout, LayerDropout};
 pub use fused::{cross_entropy, linear, linear_cross_entropy};
 pub use recurrent::Recurrent;

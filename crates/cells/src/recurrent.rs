@@ -39,6 +39,9 @@ impl Recurrent {
         if !(0.0..1.0).contains(&config.dropout) {
             bail!("dropout must be in [0, 1), got {}", config.dropout);
         }
+        if let Err(e) = config.options.validate() {
+            bail!("{e}");
+        }
         let mut cells = Vec::with_capacity(config.state_rows());
         for layer in 0..config.num_layers {
             for dir in 0..config.directions() {
@@ -48,6 +51,8 @@ impl Recurrent {
                     bias: config.bias,
                     layer,
                     reverse: dir == 1,
+                    options: config.options.clone(),
+                    nested: false,
                 };
                 cells.push(config.cell.build(&spec, &vb)?);
             }

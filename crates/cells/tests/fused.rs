@@ -64,6 +64,7 @@ fn fused_matches_composite_on_random_shapes_with_lengths() {
             bidirectional: rng.next().is_multiple_of(2),
             dropout: 0.0,
             bias: !rng.next().is_multiple_of(4),
+            ..RecurrentConfig::default()
         };
         let (batch, seq) = (rng.range(1, 7), rng.range(1, 9));
         let with_lengths = !rng.next().is_multiple_of(3);

@@ -48,6 +48,7 @@ fn cases() -> Vec<Case> {
                 bidirectional: c["bidirectional"].as_bool().unwrap(),
                 dropout: 0.0,
                 bias: c["bias"].as_bool().unwrap(),
+                ..RecurrentConfig::default()
             };
             let lengths = c["lengths"].as_array().map(|a| {
                 a.iter()

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{ArgMatches, Args, Command, FromArgMatches};
-use seqlab_cells::{CellKind, RecurrentConfig};
+use seqlab_cells::{Block, CellKind, CellOptions, RecurrentConfig};
 use seqlab_train::{HasLoop, LoopConfig, NonFinite, Pipeline, RunOptions, Schedule, TrainSummary};
 
 /// The loop's flags.
@@ -156,6 +156,23 @@ pub struct StackArgs {
     /// Dropout between layers and before the head, in training.
     #[arg(long, value_name = "P", value_parser = crate::ranges::probability("the dropout"))]
     dropout: Option<f32>,
+    /// How each layer is arranged around its cell: plain (PyTorch's stack) or residual (norm, cell,
+    /// residual add, norm, MLP, residual add: how the minGRU and xLSTM papers stack their cells).
+    #[arg(long, value_name = "plain|residual")]
+    block: Option<BlockArg>,
+    /// A residual block's cell width as a multiple of the block's.
+    #[arg(long, value_name = "F", value_parser = crate::ranges::positive("the expansion"))]
+    expansion: Option<f64>,
+    /// IndRNN: clamp each recurrent weight to [-B, B] (the paper's bound against exploding relu states).
+    #[arg(long, value_name = "B", value_parser = crate::ranges::positive("the bound"))]
+    bound: Option<f64>,
+}
+
+/// `--block`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum BlockArg {
+    Plain,
+    Residual,
 }
 
 /// A model config's recurrent settings, for [`StackArgs::apply`].
@@ -165,6 +182,7 @@ pub struct StackFields<'a> {
     pub hidden: &'a mut usize,
     pub layers: &'a mut usize,
     pub dropout: &'a mut f32,
+    pub options: &'a mut CellOptions,
 }
 
 impl StackArgs {
@@ -182,6 +200,18 @@ impl StackArgs {
         if let Some(dropout) = self.dropout {
             *fields.dropout = dropout;
         }
+        if let Some(block) = self.block {
+            fields.options.block = match block {
+                BlockArg::Plain => Block::Plain,
+                BlockArg::Residual => Block::Residual,
+            };
+        }
+        if let Some(expansion) = self.expansion {
+            fields.options.expansion = expansion as f32;
+        }
+        if let Some(bound) = self.bound {
+            fields.options.bound = Some(bound as f32);
+        }
     }
 }
 
@@ -194,6 +224,7 @@ macro_rules! set_stack {
             hidden: &mut $model.hidden,
             layers: &mut $model.layers,
             dropout: &mut $model.dropout,
+            options: &mut $model.cell_options,
         })
     };
 }
@@ -355,6 +386,15 @@ fn stack_defaults(d: &RecurrentConfig) -> Vec<(&'static str, String)> {
         ("hidden", d.hidden_size.to_string()),
         ("layers", d.num_layers.to_string()),
         ("dropout", d.dropout.to_string()),
+        (
+            "block",
+            match d.options.block {
+                Block::Plain => "plain",
+                Block::Residual => "residual",
+            }
+            .to_string(),
+        ),
+        ("expansion", d.options.expansion.to_string()),
     ]
 }
 

@@ -35,6 +35,8 @@ const TRAIN_FLAGS: &[(&str, Option<&str>)] = &[
     ("--checkpoint-every", None),
     ("--patience", Some("0")),
     ("--threads", Some("0")),
+    ("--expansion", Some("0")),
+    ("--bound", Some("-1")),
 ];
 
 /// `--embed` is 0 (one-hot input) or more for lm and classify, at least 1 for translate and caption.
@@ -62,7 +64,7 @@ fn numeric_flags(command: &str) -> Vec<String> {
             let mut words = line.split_whitespace();
             let flag = words.next()?;
             let value = words.next()?;
-            (flag.starts_with("--") && ["<N>", "<F>", "<P>", "<MINUTES>"].contains(&value))
+            (flag.starts_with("--") && ["<N>", "<F>", "<P>", "<B>", "<MINUTES>"].contains(&value))
                 .then(|| flag.to_string())
         })
         .collect()

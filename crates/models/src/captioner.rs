@@ -3,7 +3,7 @@
 
 use candle_core::{bail, DType, Device, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
-use seqlab_cells::{dropout, CellKind, RecurrentConfig, State};
+use seqlab_cells::{dropout, Block, CellKind, CellOptions, RecurrentConfig, State};
 use seqlab_decode::StepModel;
 use serde::{Deserialize, Serialize};
 
@@ -75,6 +75,10 @@ pub struct CaptionerConfig {
     /// Dropout on the image feature, between decoder layers and on the decoder's outputs, in training only.
     /// 0.2: small caption sets overfit quickly.
     pub dropout: f32,
+    /// How the recurrent layers are arranged (plain, or residual blocks) and cell options (IndRNN's
+    /// bound); the defaults are left out of `config.json`.
+    #[serde(default, skip_serializing_if = "CellOptions::is_default")]
+    pub cell_options: CellOptions,
 }
 
 fn no_attention() -> AttentionKind {
@@ -94,6 +98,7 @@ impl Default for CaptionerConfig {
             hidden: 256,
             layers: 1,
             dropout: 0.2,
+            cell_options: CellOptions::default(),
         }
     }
 }
@@ -104,6 +109,7 @@ impl CaptionerConfig {
         RecurrentConfig {
             num_layers: self.layers,
             dropout: self.dropout,
+            options: self.cell_options.clone(),
             ..RecurrentConfig::new(self.cell, self.embed, self.hidden)
         }
     }
@@ -160,6 +166,11 @@ impl Captioner {
     pub fn new(config: &CaptionerConfig, vb: VarBuilder) -> Result<Self> {
         if config.vocab_size == 0 || config.embed == 0 {
             bail!("a captioner needs a vocabulary and an embedding of at least one");
+        }
+        if config.inject == Inject::Init && config.cell_options.block == Block::Residual {
+            bail!(
+                "--inject init sets the decoder's h from the image, which a residual block does not read                  back (its cell's state is inside it): use --inject first, or a plain block"
+            );
         }
         if config.attention == AttentionKind::Dot && config.memory_width() != config.hidden {
             bail!(
@@ -484,6 +495,7 @@ mod gradient_tests {
                 hidden: 5,
                 layers: 1,
                 dropout: 0.0,
+                ..CaptionerConfig::default()
             };
             let varmap = candle_nn::VarMap::new();
             let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
@@ -558,6 +570,7 @@ mod finite_differences {
                 hidden: 5,
                 layers: 1,
                 dropout: 0.0,
+                ..CaptionerConfig::default()
             };
             let varmap = candle_nn::VarMap::new();
             let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);

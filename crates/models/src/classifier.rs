@@ -3,7 +3,7 @@
 
 use candle_core::{bail, DType, Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
-use seqlab_cells::{dropout, CellKind, Recurrent, RecurrentConfig};
+use seqlab_cells::{dropout, CellKind, CellOptions, Recurrent, RecurrentConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::Mode;
@@ -78,6 +78,10 @@ pub struct ClassifierConfig {
     /// Dropout probability between the recurrent layers and on the pooled vector before the head, in
     /// training only. 0 disables it.
     pub dropout: f32,
+    /// How the recurrent layers are arranged (plain, or residual blocks) and cell options (IndRNN's
+    /// bound); the defaults are left out of `config.json`.
+    #[serde(default, skip_serializing_if = "CellOptions::is_default")]
+    pub cell_options: CellOptions,
     /// Dropout probability on the embedded tokens before the recurrent stack, in training only
     /// (`nn.Dropout` on `embedding(ids)`). 0 (the default) disables it.
     pub embed_dropout: f32,
@@ -100,6 +104,7 @@ impl Default for ClassifierConfig {
             bidirectional: true,
             pool: Pooling::Max,
             dropout: 0.5,
+            cell_options: CellOptions::default(),
             embed_dropout: 0.0,
         }
     }
@@ -127,6 +132,7 @@ impl ClassifierConfig {
             num_layers: self.layers,
             dropout: self.dropout,
             bidirectional: self.bidirectional,
+            options: self.cell_options.clone(),
             ..RecurrentConfig::new(self.cell, self.input_size(), self.hidden)
         }
     }

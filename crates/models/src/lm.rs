@@ -2,7 +2,7 @@
 
 use candle_core::{bail, DType, Device, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
-use seqlab_cells::{dropout, CellKind, Recurrent, RecurrentConfig, State};
+use seqlab_cells::{dropout, CellKind, CellOptions, Recurrent, RecurrentConfig, State};
 use seqlab_decode::StepModel;
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +26,10 @@ pub struct LanguageModelConfig {
     /// Dropout probability between the recurrent layers and on the last layer's outputs before the head,
     /// in training only. 0 disables it.
     pub dropout: f32,
+    /// How the recurrent layers are arranged (plain, or residual blocks) and cell options (IndRNN's
+    /// bound); the defaults are left out of `config.json`.
+    #[serde(default, skip_serializing_if = "CellOptions::is_default")]
+    pub cell_options: CellOptions,
     /// DropConnect on the hidden-to-hidden weights (AWD-LSTM's weight drop): in training, each batch runs
     /// with every `weight_hh` multiplied by a fresh dropout mask of this probability (drawn from the step's
     /// seed), so the recurrence itself is regularised, the same way at every time step. 0 (the default,
@@ -46,6 +50,7 @@ impl Default for LanguageModelConfig {
             hidden: 512,
             layers: 1,
             dropout: 0.2,
+            cell_options: CellOptions::default(),
             weight_drop: 0.0,
         }
     }
@@ -66,6 +71,7 @@ impl LanguageModelConfig {
         RecurrentConfig {
             num_layers: self.layers,
             dropout: self.dropout,
+            options: self.cell_options.clone(),
             ..RecurrentConfig::new(self.cell, self.input_size(), self.hidden)
         }
     }

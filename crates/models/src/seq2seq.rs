@@ -3,7 +3,7 @@
 
 use candle_core::{bail, DType, Result, Tensor};
 use candle_nn::VarBuilder;
-use seqlab_cells::{CellKind, Recurrent, RecurrentConfig, State};
+use seqlab_cells::{CellKind, CellOptions, Recurrent, RecurrentConfig, State};
 use serde::{Deserialize, Serialize};
 
 use crate::attention::AttentionKind;
@@ -37,6 +37,10 @@ pub struct Seq2SeqConfig {
     pub input_feeding: bool,
     /// Dropout on the embeddings' recurrent outputs between layers and before the head, in training only.
     pub dropout: f32,
+    /// How the recurrent layers are arranged (plain, or residual blocks) and cell options (IndRNN's
+    /// bound); the defaults are left out of `config.json`.
+    #[serde(default, skip_serializing_if = "CellOptions::is_default")]
+    pub cell_options: CellOptions,
 }
 
 impl Default for Seq2SeqConfig {
@@ -55,6 +59,7 @@ impl Default for Seq2SeqConfig {
             attention: AttentionKind::General,
             input_feeding: false,
             dropout: 0.2,
+            cell_options: CellOptions::default(),
         }
     }
 }
@@ -66,6 +71,7 @@ impl Seq2SeqConfig {
             num_layers: self.layers,
             bidirectional: self.bidirectional,
             dropout: self.dropout,
+            options: self.cell_options.clone(),
             ..RecurrentConfig::new(self.cell, self.embed, self.hidden)
         }
     }
@@ -86,6 +92,7 @@ impl Seq2SeqConfig {
         RecurrentConfig {
             num_layers: self.layers,
             dropout: self.dropout,
+            options: self.cell_options.clone(),
             ..RecurrentConfig::new(self.cell, input, self.hidden)
         }
     }
@@ -218,9 +225,10 @@ impl Seq2Seq {
         let (layers, hidden) = (self.config.layers, self.config.hidden);
         // (layers * dirs, batch, hidden) → (layers, batch, dirs * hidden), directions side by side.
         let join = |t: &Tensor| -> Result<Tensor> {
-            t.reshape((layers, dirs, batch, hidden))?
+            let width = t.dim(2)?;
+            t.reshape((layers, dirs, batch, width))?
                 .permute((0, 2, 1, 3))?
-                .reshape((layers, batch, dirs * hidden))
+                .reshape((layers, batch, dirs * width))
         };
         let h = seqlab_cells::linear(&join(&state.h)?, &self.bridge.h.0, Some(&self.bridge.h.1))?
             .tanh()?;

@@ -59,6 +59,7 @@ fn config(
         hidden,
         layers,
         dropout: 0.0,
+        ..CaptionerConfig::default()
     }
 }
 

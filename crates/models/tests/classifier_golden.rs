@@ -65,6 +65,7 @@ fn matches_torch(
         pool,
         dropout: 0.0,
         embed_dropout: 0.0,
+        ..ClassifierConfig::default()
     };
     let vb = VarBuilder::from_tensors(tensors.clone(), DType::F32, &Device::Cpu);
     let model = Classifier::new(&config, vb).unwrap();
@@ -169,6 +170,7 @@ fn padding_does_not_change_the_probabilities() {
             pool,
             dropout: 0.0,
             embed_dropout: 0.0,
+            ..ClassifierConfig::default()
         };
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);

@@ -43,6 +43,7 @@ fn model(inject: Inject, attention: AttentionKind) -> CaptionerConfig {
         hidden: 16,
         layers: 1,
         dropout: 0.1,
+        ..CaptionerConfig::default()
     }
 }
 

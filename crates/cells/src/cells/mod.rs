@@ -12,10 +12,14 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::cell::{Cell, CellSpec};
+use crate::Block;
 
 mod classic;
 mod gru;
+mod indrnn;
 mod lstm;
+mod min;
+mod residual;
 mod rnn;
 
 pub use classic::DirectionWeights;
@@ -83,11 +87,28 @@ registry! {
     /// cuDNN do (not the original paper's variant): `n = tanh(W_in x + b_in + r*(W_hn h + b_hn))`,
     /// `h' = (1-z)*n + z*h`.
     Gru = "gru" => Classic::<gru::Gru>::build,
+    /// minGRU ("Were RNNs All We Needed?"): `h' = (1 − z)·h + z·g(W_h x)`, `z = σ(W_z x)`; gates from the
+    /// input only, so training is one product for all steps and an element-wise scan (mingru-pytorch's
+    /// names and log-space candidate g).
+    MinGru = "mingru" => min::MinCell::<min::MinGru>::build,
+    /// minLSTM: `h' = f'·h + i'·g(W_h x)` with `f' = f/(f+i)`, `i' = i/(f+i)` of σ(W_f x), σ(W_i x).
+    MinLstm = "minlstm" => min::MinCell::<min::MinLstm>::build,
+    /// IndRNN: `h' = relu(W x + b + u ⊙ h)`, each unit recurring on itself (`--bound` clamps |u|).
+    IndRnn = "indrnn" => indrnn::IndRnn::build,
 }
 
 impl CellKind {
-    /// Builds the cell of `spec`, its parameters in `vb`.
+    /// Builds the layer of `spec`, its parameters in `vb`: the cell, or the block of
+    /// `spec.options.block` around it.
     pub fn build(self, spec: &CellSpec, vb: &VarBuilder) -> Result<Arc<dyn Cell>> {
+        match spec.options.block {
+            Block::Plain => self.build_cell(spec, vb),
+            Block::Residual => residual::Residual::build(self, spec, vb),
+        }
+    }
+
+    /// Builds the cell of `spec` itself, without a block.
+    pub fn build_cell(self, spec: &CellSpec, vb: &VarBuilder) -> Result<Arc<dyn Cell>> {
         (self.builder())(spec, vb)
     }
 

@@ -63,6 +63,7 @@ mod linear;
 mod loss;
 pub(crate) mod math;
 mod pool;
+pub(crate) mod scan;
 pub(crate) mod step;
 
 pub use head_loss::linear_cross_entropy;
