@@ -24,7 +24,8 @@ const IMPL: &str = "seqlab";
 const HEADER: &str =
     "impl,rep,cell,H,L,batch,seq,input,mode,steps,tokens,seconds,tok_per_s,fwd_ms,bwd_ms,opt_ms";
 /// (hidden, layers, batch, seq, train steps), as the PyTorch reference.
-const CONFIGS: [(usize, usize, usize, usize, usize); 3] = [
+type Config = (usize, usize, usize, usize, usize);
+const CONFIGS: [Config; 3] = [
     (64, 1, 64, 100, 60),
     (256, 1, 64, 100, 30),
     (512, 2, 32, 100, 6),
@@ -58,6 +59,50 @@ struct Args {
     /// Only probe the matrix-multiply rate (candle's matmul, i.e. the gemm crate) at the reference's shapes.
     #[arg(long)]
     gemm: bool,
+    /// The cells to measure, comma-separated (any of the registry's).
+    #[arg(long, value_delimiter = ',', default_value = "lstm,gru")]
+    cells: Vec<CellKind>,
+    /// Shapes HIDDEN-LAYERS instead of the reference's three (64-1, 256-1, 512-2), e.g. 256-1,512-2;
+    /// batch 64 up to hidden 256, 32 above, as the reference.
+    #[arg(long, value_delimiter = ',')]
+    shapes: Vec<String>,
+    /// Sequence length instead of 100 (the scaling table).
+    #[arg(long)]
+    seq: Option<usize>,
+    /// Batch instead of the shape's.
+    #[arg(long)]
+    batch: Option<usize>,
+}
+
+/// The configurations of a run: the reference's, or the `--shapes` asked for.
+fn configs(args: &Args) -> Result<Vec<Config>> {
+    let mut configs: Vec<Config> = if args.shapes.is_empty() {
+        CONFIGS.to_vec()
+    } else {
+        args.shapes
+            .iter()
+            .map(|shape| {
+                let parse = || -> Option<(usize, usize)> {
+                    let (h, l) = shape.split_once('-')?;
+                    Some((h.parse().ok()?, l.parse().ok()?))
+                };
+                let Some((hidden, layers)) = parse() else {
+                    bail!("--shapes {shape}: expected HIDDEN-LAYERS such as 256-1");
+                };
+                let batch = if hidden <= 256 { 64 } else { 32 };
+                Ok((hidden, layers, batch, 100, 1_000_000))
+            })
+            .collect::<Result<_>>()?
+    };
+    for c in &mut configs {
+        if let Some(seq) = args.seq {
+            c.3 = seq;
+        }
+        if let Some(batch) = args.batch {
+            c.2 = batch;
+        }
+    }
+    Ok(configs)
 }
 
 /// (M, K, N) of the PyTorch reference's probe: 1024³ and each configuration's per-step x(B×H)·Wᵀ(H×gH).
@@ -354,8 +399,9 @@ fn main() -> Result<()> {
         println!("{HEADER}");
     }
     let mut matched = false;
-    for cell in [CellKind::Lstm, CellKind::Gru] {
-        for (hidden, layers, batch, seq, steps) in CONFIGS {
+    let configs = configs(&args)?;
+    for &cell in &args.cells {
+        for &(hidden, layers, batch, seq, steps) in &configs {
             let name = format!("{cell}-{hidden}-{layers}");
             if args.only.as_ref().is_some_and(|o| *o != name) {
                 continue;

@@ -65,12 +65,31 @@ impl IndRnn {
         }
     }
 
-    /// `W x + b` for every step, with autograd.
-    fn project(&self, input: &LayerInput<'_>) -> Result<Tensor> {
-        match *input {
-            LayerInput::Dense(xs) => crate::linear(xs, &self.w, self.b.as_ref()),
-            _ => crate::linear(&input.dense(self.input_size())?, &self.w, self.b.as_ref()),
-        }
+    /// The scan over `input`: dense steps projected inside the op, or token ids read from a table of every
+    /// token's projection (bias included).
+    fn run(
+        &self,
+        input: &LayerInput<'_>,
+        lengths: Option<&Arc<[usize]>>,
+        h0: &Tensor,
+        reverse: bool,
+    ) -> Result<(Tensor, Tensor)> {
+        let (w, b, u) = (&self.w, self.b.as_ref(), self.u()?);
+        let lengths = lengths.cloned();
+        let (ids, table) = match *input {
+            LayerInput::Dense(xs) => {
+                return scan::<IndRnnScan>(xs, w, b, Some(&u), None, h0, lengths, reverse)
+            }
+            LayerInput::OneHot(ids) => (
+                ids,
+                match b {
+                    Some(b) => w.t()?.broadcast_add(b)?,
+                    None => w.t()?,
+                },
+            ),
+            LayerInput::Embedded { ids, table } => (ids, crate::linear(table, w, b)?),
+        };
+        scan::<IndRnnScan>(ids, w, None, Some(&u), Some(&table), h0, lengths, reverse)
     }
 }
 
@@ -102,16 +121,11 @@ impl Cell for IndRnn {
         init: &CellState,
         reverse: bool,
     ) -> Option<Result<(Tensor, CellState)>> {
-        let dense_f32_cpu = matches!(input, LayerInput::Dense(_))
-            && self.w.device().is_cpu()
-            && self.w.dtype() == DType::F32;
-        if !dense_f32_cpu {
+        if !(self.w.device().is_cpu() && self.w.dtype() == DType::F32) {
             return None;
         }
         Some((|| {
-            let p = self.project(input)?;
-            let (outputs, h) =
-                scan::<IndRnnScan>(&p, Some(&self.u()?), &init.h, lengths.cloned(), reverse)?;
+            let (outputs, h) = self.run(input, lengths, &init.h, reverse)?;
             Ok((
                 outputs,
                 CellState {
@@ -151,7 +165,6 @@ struct IndRnnScan;
 
 impl Scan for IndRnnScan {
     const BLOCKS: usize = 1;
-    const RECURRENT: bool = true;
     const NAME: &'static str = "seqlab-indrnn-scan";
 
     #[inline(always)]

@@ -89,35 +89,28 @@ impl<S: Scan + MinStep> MinCell<S> {
         })
     }
 
-    /// Every step's projection (batch, seq, BLOCKS · H) of the layer's input, with autograd: one product
-    /// (the fused `linear`), or a lookup of W's columns for token ids.
-    fn project(&self, input: &LayerInput<'_>) -> Result<Tensor> {
+    /// The scan over `input`: dense steps projected inside the op, or token ids read from a table of every
+    /// token's projection (W's columns for one-hot input, `embedding·Wᵀ` for embedded ids).
+    fn run(
+        &self,
+        input: &LayerInput<'_>,
+        lengths: Option<&Arc<[usize]>>,
+        h0: &Tensor,
+        reverse: bool,
+    ) -> Result<(Tensor, Tensor)> {
+        let w = &self.weight;
+        let lengths = lengths.cloned();
         match *input {
-            LayerInput::Dense(xs) => crate::linear(xs, &self.weight, None),
-            LayerInput::OneHot(ids) => lookup(&self.weight.t()?, ids),
+            LayerInput::Dense(xs) => scan::<S>(xs, w, None, None, None, h0, lengths, reverse),
+            LayerInput::OneHot(ids) => {
+                scan::<S>(ids, w, None, None, Some(&w.t()?), h0, lengths, reverse)
+            }
             LayerInput::Embedded { ids, table } => {
-                lookup(&crate::linear(table, &self.weight, None)?, ids)
+                let projected = crate::linear(table, w, None)?;
+                scan::<S>(ids, w, None, None, Some(&projected), h0, lengths, reverse)
             }
         }
     }
-}
-
-/// Rows `ids` (batch, seq) of `table` (vocab, width): (batch, seq, width), with autograd.
-fn lookup(table: &Tensor, ids: &Tensor) -> Result<Tensor> {
-    let (batch, seq) = ids.dims2()?;
-    let vocab = table.dim(0)?;
-    let flat = ids.flatten_all()?;
-    if let Some(&bad) = flat
-        .to_vec1::<u32>()?
-        .iter()
-        .find(|&&id| id as usize >= vocab)
-    {
-        candle_core::bail!("token id {bad} is outside the input size {vocab}");
-    }
-    table
-        .contiguous()?
-        .index_select(&flat, 0)?
-        .reshape((batch, seq, ()))
 }
 
 /// The composite step of a cell of the family, from its projection.
@@ -157,8 +150,7 @@ impl<S: Scan + MinStep> Cell for MinCell<S> {
             return None;
         }
         Some((|| {
-            let p = self.project(input)?;
-            let (outputs, h) = scan::<S>(&p, None, &init.h, lengths.cloned(), reverse)?;
+            let (outputs, h) = self.run(input, lengths, &init.h, reverse)?;
             Ok((
                 outputs,
                 CellState {
@@ -200,7 +192,6 @@ impl MinStep for MinGru {
 
 impl Scan for MinGru {
     const BLOCKS: usize = 2;
-    const RECURRENT: bool = false;
     const NAME: &'static str = "seqlab-mingru-scan";
 
     #[inline(always)]
@@ -267,7 +258,6 @@ impl MinStep for MinLstm {
 
 impl Scan for MinLstm {
     const BLOCKS: usize = 3;
-    const RECURRENT: bool = false;
     const NAME: &'static str = "seqlab-minlstm-scan";
 
     #[inline(always)]

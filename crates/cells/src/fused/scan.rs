@@ -8,25 +8,30 @@
 //! independent, so the batch rows are split between the threads, and each thread walks time once,
 //! vectorising across units: memory-bound, and exactly one pass over the projections forward and one back.
 //!
-//! The op takes the projections `p` (batch, seq, B·H), the recurrent vector `u` (H; a placeholder of one
-//! element for the cells without one) and the initial state `h0` (batch, H), and returns (batch, seq + 1, H):
-//! the outputs of every step, then the final state. Its backward pass walks time back once per row with the
-//! outputs as the saved states (a step's `h_{t-1}` is the output of the step before it), so nothing is saved
-//! beside the op's own output. Rows past their length keep their state, output zeros and pass their gradient
-//! through unchanged, as in the classic cells' kernels.
+//! The op takes the layer input `xs` (batch, seq, I) — or, for token ids, a table of every token's projection
+//! (vocab, B·H) — the packed weights [W | b | u] (B·H, I + columns for the bias and the recurrent vector, when
+//! the cell has them) and the initial state `h0` (batch, H), and returns (batch, seq + 1, H): the outputs of
+//! every step, then the final state. The projection happens inside the op, as in the classic cells' kernel:
+//! as a candle op of its own, its (batch, seq, B·H) output and gradient would pass through candle's gradient
+//! store (a zero-filled buffer and an addition each: a quarter of a minGRU step in profiles). The backward
+//! pass walks time back once per row with the outputs as the states (a step's `h_{t-1}` is the output of the
+//! step before it), then takes dW, dxs and the table's gradient as single products or a scatter-add. Rows past
+//! their length keep their state, output zeros and pass their gradient through unchanged, as in the classic
+//! cells' kernels.
 
 use std::sync::Arc;
 
-use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
+use std::sync::Mutex;
 
-use super::contiguous;
+use candle_core::{bail, CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
+
+use super::gemm::{matmul, MatRef};
+use super::{contiguous, pool};
 
 /// The element-wise math of one scanned cell.
 pub(crate) trait Scan: Copy + Default + Send + Sync + std::fmt::Debug + 'static {
     /// Blocks of H in each step's projection: 1 (IndRNN), 2 (minGRU), 3 (minLSTM).
     const BLOCKS: usize;
-    /// Whether it reads a recurrent vector `u` (H): IndRNN's.
-    const RECURRENT: bool;
     /// The op's name.
     const NAME: &'static str;
 
@@ -48,33 +53,77 @@ pub(crate) trait Scan: Copy + Default + Send + Sync + std::fmt::Debug + 'static 
     );
 }
 
-/// Runs the scan of `S` over the projections `p` (batch, seq, B·H) from `h0` (batch, H): the outputs
-/// (batch, seq, H) and the final state (batch, H). `u` is the recurrent vector (H) of the cells that have
-/// one.
+/// What the scan reads as its input.
+#[derive(Debug, Clone)]
+pub(crate) enum ScanInput {
+    /// The layer input (batch, seq, I), projected inside the op by the packed W.
+    Dense,
+    /// Token ids, batch-major; the op's first operand is a table (vocab, B·H) of every token's projection
+    /// (bias included), and the packed weights hold no W.
+    Table(Arc<[u32]>),
+}
+
+/// Runs the scan of `S`: `xs` (batch, seq, I) projected by `w` (B·H, I) and `b` (B·H), or with `table`
+/// (vocab, B·H) the rows of the token ids `xs` (batch, seq) u32; from `h0` (batch, H); `u` is the recurrent
+/// vector (H) of the cells that have one. Returns the outputs (batch, seq, H) and the final state (batch, H).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn scan<S: Scan>(
-    p: &Tensor,
+    xs: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
     u: Option<&Tensor>,
+    table: Option<&Tensor>,
     h0: &Tensor,
     lengths: Option<Arc<[usize]>>,
     reverse: bool,
 ) -> Result<(Tensor, Tensor)> {
-    let (_, seq, width) = p.dims3()?;
-    let hidden = width / S::BLOCKS;
-    let u = match u {
-        Some(u) => u.contiguous()?,
-        None => Tensor::zeros(1, p.dtype(), p.device())?,
+    let seq = xs.dim(1)?;
+    let (rows, input) = w.dims2()?;
+    let hidden = rows / S::BLOCKS;
+    let (arg1, mut columns, input_kind, x_cols) = match table {
+        Some(table) => {
+            let ids: Vec<u32> = xs.flatten_all()?.to_vec1()?;
+            let vocab = table.dim(0)?;
+            if let Some(&bad) = ids.iter().find(|&&id| id as usize >= vocab) {
+                bail!("token id {bad} is outside the input size {vocab}");
+            }
+            (
+                table.contiguous()?,
+                Vec::new(),
+                ScanInput::Table(Arc::from(ids)),
+                0,
+            )
+        }
+        None => (xs.contiguous()?, vec![w.clone()], ScanInput::Dense, input),
+    };
+    // With a table, the bias is in the table already.
+    let has_bias = b.is_some() && table.is_none();
+    if let (Some(b), true) = (b, has_bias) {
+        columns.push(b.unsqueeze(1)?);
+    }
+    let has_u = u.is_some();
+    if let Some(u) = u {
+        columns.push(u.unsqueeze(1)?);
+    }
+    let packed = if columns.is_empty() {
+        // Nothing but the table: a placeholder operand.
+        Tensor::zeros((rows, 1), DType::F32, xs.device())?
+    } else {
+        Tensor::cat(&columns, 1)?
     };
     let op = ScanOp::<S> {
         seq,
         hidden,
         reverse,
-        has_u: S::RECURRENT,
+        input: input_kind,
+        x_cols,
+        has_bias,
+        has_u,
         lengths,
+        saved: Mutex::new(None),
         cell: std::marker::PhantomData,
     };
-    let res = p
-        .contiguous()?
-        .apply_op3_arc(&u, &h0.contiguous()?, Arc::new(Box::new(op)))?;
+    let res = arg1.apply_op3_arc(&packed, &h0.contiguous()?, Arc::new(Box::new(op)))?;
     Ok((res.narrow(1, 0, seq)?, res.narrow(1, seq, 1)?.squeeze(1)?))
 }
 
@@ -82,8 +131,14 @@ pub(crate) struct ScanOp<S: Scan> {
     seq: usize,
     hidden: usize,
     reverse: bool,
+    input: ScanInput,
+    /// Columns of W in the packed weights (0 with a table).
+    x_cols: usize,
+    has_bias: bool,
     has_u: bool,
     lengths: Option<Arc<[usize]>>,
+    /// The projections of the forward pass, for the backward pass.
+    saved: Mutex<Option<Vec<f32>>>,
     cell: std::marker::PhantomData<S>,
 }
 
@@ -96,6 +151,16 @@ impl<S: Scan> ScanOp<S> {
 
     fn len_of(&self, row: usize) -> usize {
         self.lengths.as_ref().map_or(self.seq, |l| l[row])
+    }
+
+    /// Columns of the packed weights.
+    fn packed_width(&self) -> usize {
+        (self.x_cols + usize::from(self.has_bias) + usize::from(self.has_u)).max(1)
+    }
+
+    /// Column of u in the packed weights.
+    fn u_col(&self) -> usize {
+        self.x_cols + usize::from(self.has_bias)
     }
 }
 
@@ -178,8 +243,10 @@ fn backward_rows_impl<S: Scan>(
         let out = &res[b * (seq + 1) * hid..(b + 1) * (seq + 1) * hid];
         let dout = &dres[b * (seq + 1) * hid..(b + 1) * (seq + 1) * hid];
         let mut dh = dout[seq * hid..].to_vec();
-        let times: Vec<usize> = op.times(op.len_of(first_row + b)).collect();
-        // Invalid steps (past the length) have no gradient: the buffer is fresh, zero-filled.
+        let len = op.len_of(first_row + b);
+        let times: Vec<usize> = op.times(len).collect();
+        // Steps past the length have no gradient (the buffer comes from the pool with stale contents).
+        dp[(b * seq + len) * bh..(b + 1) * seq * bh].fill(0.0);
         for (k, &t) in times.iter().enumerate().rev() {
             for (d, o) in dh.iter_mut().zip(&dout[t * hid..(t + 1) * hid]) {
                 *d += o;
@@ -218,22 +285,64 @@ impl<S: Scan> CustomOp3 for ScanOp<S> {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (seq, hid) = (self.seq, self.hidden);
+        let bh = S::BLOCKS * hid;
         let (batch, h0_width) = l3.shape().dims2()?;
-        if l1.shape().dims() != [batch, seq, S::BLOCKS * hid] || h0_width != hid {
+        let ldp = self.packed_width();
+        if h0_width != hid || l2.shape().dims() != [bh, ldp] {
             bail!(
-                "fused scan: projections {:?} and state {:?}, expected ({batch}, {seq}, {}) and ({batch}, {hid})",
-                l1.shape(),
+                "fused scan: state {:?} and packed weights {:?}, expected ({batch}, {hid}) and ({bh}, {ldp})",
                 l3.shape(),
-                S::BLOCKS * hid
+                l2.shape()
             );
         }
-        let p: &[f32] = contiguous(s1, l1, "projections")?;
-        let u: &[f32] = contiguous(s2, l2, "recurrent weights")?;
-        let u = if self.has_u { u } else { &[][..] };
+        let wp: &[f32] = contiguous(s2, l2, "packed weights")?;
         let h0: &[f32] = contiguous(s3, l3, "initial state")?;
+        let bt = batch * seq;
+        let threads = candle_core::utils::get_num_threads();
+        // Every step's projection at once: one product (bias added after), or the table's rows.
+        let mut p = pool::take(bt * bh);
+        match &self.input {
+            ScanInput::Dense => {
+                let input = self.x_cols;
+                if l1.shape().dims() != [batch, seq, input] {
+                    bail!(
+                        "fused scan: input {:?}, expected ({batch}, {seq}, {input})",
+                        l1.shape()
+                    );
+                }
+                let xs: &[f32] = contiguous(s1, l1, "layer input")?;
+                matmul(
+                    &mut p,
+                    bh,
+                    MatRef::rows(xs, bt, input, input),
+                    MatRef::rows(wp, bh, input, ldp).t(),
+                    false,
+                    threads,
+                );
+                if self.has_bias {
+                    let bias: Vec<f32> = (0..bh).map(|r| wp[r * ldp + input]).collect();
+                    for row in p.chunks_exact_mut(bh) {
+                        for (v, b) in row.iter_mut().zip(&bias) {
+                            *v += b;
+                        }
+                    }
+                }
+            }
+            ScanInput::Table(ids) => {
+                let table: &[f32] = contiguous(s1, l1, "input table")?;
+                for (row, &id) in p.chunks_exact_mut(bh).zip(ids.iter()) {
+                    let id = id as usize;
+                    row.copy_from_slice(&table[id * bh..(id + 1) * bh]);
+                }
+            }
+        }
+        let u: Vec<f32> = if self.has_u {
+            (0..hid).map(|r| wp[r * ldp + self.u_col()]).collect()
+        } else {
+            Vec::new()
+        };
         let mut res = vec![0.0f32; batch * (seq + 1) * hid];
         let rows = block_rows(batch);
-        let bh = S::BLOCKS * hid;
         std::thread::scope(|scope| {
             for (i, (res, h0)) in res
                 .chunks_mut(rows * (seq + 1) * hid)
@@ -241,16 +350,21 @@ impl<S: Scan> CustomOp3 for ScanOp<S> {
                 .enumerate()
             {
                 let p = &p[i * rows * seq * bh..];
+                let u = &u[..];
                 scope.spawn(move || forward_rows::<S>(self, i * rows, p, u, h0, res));
             }
         });
+        let mut saved = self.saved.lock().map_err(poisoned)?;
+        if let Some(old) = saved.replace(p) {
+            pool::give(old);
+        }
         Ok((CpuStorage::F32(res), Shape::from((batch, seq + 1, hid))))
     }
 
     fn bwd(
         &self,
-        p: &Tensor,
-        u: &Tensor,
+        xs: &Tensor,
+        packed: &Tensor,
         h0: &Tensor,
         res: &Tensor,
         grad_res: &Tensor,
@@ -258,21 +372,27 @@ impl<S: Scan> CustomOp3 for ScanOp<S> {
         let (seq, hid) = (self.seq, self.hidden);
         let batch = h0.dim(0)?;
         let bh = S::BLOCKS * hid;
+        let bt = batch * seq;
+        let ldp = self.packed_width();
+        let threads = candle_core::utils::get_num_threads();
+        let Some(p) = self.saved.lock().map_err(poisoned)?.take() else {
+            bail!("the fused scan's backward pass ran twice on one forward pass");
+        };
         let grad_res = grad_res.contiguous()?;
-        let (p_storage, p_layout) = p.storage_and_layout();
-        let (u_storage, u_layout) = u.storage_and_layout();
+        let (x_storage, x_layout) = xs.storage_and_layout();
+        let (w_storage, w_layout) = packed.storage_and_layout();
         let (h0_storage, h0_layout) = h0.storage_and_layout();
         let (res_storage, res_layout) = res.storage_and_layout();
         let (dres_storage, dres_layout) = grad_res.storage_and_layout();
         let (
-            Storage::Cpu(p_cpu),
-            Storage::Cpu(u_cpu),
+            Storage::Cpu(x_cpu),
+            Storage::Cpu(w_cpu),
             Storage::Cpu(h0_cpu),
             Storage::Cpu(res_cpu),
             Storage::Cpu(dres_cpu),
         ) = (
-            &*p_storage,
-            &*u_storage,
+            &*x_storage,
+            &*w_storage,
             &*h0_storage,
             &*res_storage,
             &*dres_storage,
@@ -280,17 +400,21 @@ impl<S: Scan> CustomOp3 for ScanOp<S> {
         else {
             bail!("the fused scan runs on the CPU only");
         };
-        let pv: &[f32] = contiguous(p_cpu, p_layout, "projections")?;
-        let uv: &[f32] = contiguous(u_cpu, u_layout, "recurrent weights")?;
-        let uv = if self.has_u { uv } else { &[][..] };
+        let wp: &[f32] = contiguous(w_cpu, w_layout, "packed weights")?;
         let h0v: &[f32] = contiguous(h0_cpu, h0_layout, "initial state")?;
         let resv: &[f32] = contiguous(res_cpu, res_layout, "outputs")?;
         let dresv: &[f32] = contiguous(dres_cpu, dres_layout, "output gradient")?;
-        let mut dp = vec![0.0f32; batch * seq * bh];
+        let u: Vec<f32> = if self.has_u {
+            (0..hid).map(|r| wp[r * ldp + self.u_col()]).collect()
+        } else {
+            Vec::new()
+        };
+
+        let mut dp = pool::take(bt * bh);
         let mut dh0 = vec![0.0f32; batch * hid];
         let rows = block_rows(batch);
         let blocks = batch.div_ceil(rows);
-        let u_len = uv.len();
+        let u_len = u.len();
         let mut du = vec![0.0f32; blocks * u_len];
         std::thread::scope(|scope| {
             let mut du_blocks = du.chunks_mut(u_len.max(1));
@@ -304,34 +428,90 @@ impl<S: Scan> CustomOp3 for ScanOp<S> {
                 } else {
                     &mut [][..]
                 };
-                let (p, h0) = (&pv[i * rows * seq * bh..], &h0v[i * rows * hid..]);
-                let h0 = &h0[..dh0.len()];
+                let p = &p[i * rows * seq * bh..];
+                let h0 = &h0v[i * rows * hid..i * rows * hid + dh0.len()];
                 let (res, dres) = (
                     &resv[i * rows * (seq + 1) * hid..],
                     &dresv[i * rows * (seq + 1) * hid..],
                 );
+                let u = &u[..];
                 scope.spawn(move || {
-                    backward_rows::<S>(self, i * rows, p, uv, h0, res, dres, dp, dh0, du)
+                    backward_rows::<S>(self, i * rows, p, u, h0, res, dres, dp, dh0, du)
                 });
             }
         });
-        drop((p_storage, u_storage, h0_storage, res_storage, dres_storage));
-        let dev = h0.device();
-        let du = if self.has_u {
-            let mut total = vec![0.0f32; u_len];
-            for block in du.chunks_exact(u_len) {
-                for (t, v) in total.iter_mut().zip(block) {
-                    *t += v;
+        drop((h0_storage, res_storage, dres_storage));
+        pool::give(p);
+
+        // The packed weights' gradient: dW = dpᵀ·xs, the bias and u columns.
+        let mut dw = vec![0.0f32; bh * ldp];
+        if self.has_bias {
+            let col = self.x_cols;
+            for row in dp.chunks_exact(bh) {
+                for (r, v) in row.iter().enumerate() {
+                    dw[r * ldp + col] += v;
                 }
             }
-            Some(Tensor::from_vec(total, u_len, dev)?)
-        } else {
-            None
+        }
+        if self.has_u {
+            let col = self.u_col();
+            for block in du.chunks_exact(u_len) {
+                for (r, v) in block.iter().enumerate() {
+                    dw[r * ldp + col] += v;
+                }
+            }
+        }
+        let dev = h0.device();
+        let d_input = match &self.input {
+            ScanInput::Dense => {
+                let input = self.x_cols;
+                let xv: &[f32] = contiguous(x_cpu, x_layout, "layer input")?;
+                matmul(
+                    &mut dw,
+                    ldp,
+                    MatRef::rows(&dp, bt, bh, bh).t(),
+                    MatRef::rows(xv, bt, input, input),
+                    true,
+                    threads,
+                );
+                if xs.track_op() {
+                    let mut dxs = vec![0.0f32; bt * input];
+                    matmul(
+                        &mut dxs,
+                        input,
+                        MatRef::rows(&dp, bt, bh, bh),
+                        MatRef::rows(wp, bh, input, ldp),
+                        false,
+                        threads,
+                    );
+                    Some(Tensor::from_vec(dxs, (batch, seq, input), dev)?)
+                } else {
+                    None
+                }
+            }
+            ScanInput::Table(ids) => {
+                // The table row of a token collects the dp rows of its steps: a scatter-add.
+                let vocab = xs.dim(0)?;
+                let mut dtable = vec![0.0f32; vocab * bh];
+                for (row, &id) in dp.chunks_exact(bh).zip(ids.iter()) {
+                    let acc = &mut dtable[id as usize * bh..(id as usize + 1) * bh];
+                    for (a, v) in acc.iter_mut().zip(row) {
+                        *a += v;
+                    }
+                }
+                Some(Tensor::from_vec(dtable, (vocab, bh), dev)?)
+            }
         };
+        drop((x_storage, w_storage));
+        pool::give(dp);
         Ok((
-            Some(Tensor::from_vec(dp, (batch, seq, bh), dev)?),
-            du,
+            d_input,
+            Some(Tensor::from_vec(dw, (bh, ldp), dev)?),
             Some(Tensor::from_vec(dh0, (batch, hid), dev)?),
         ))
     }
+}
+
+fn poisoned<T>(_: T) -> candle_core::Error {
+    candle_core::Error::Msg("the fused scan's saved projections are poisoned".into())
 }
