@@ -222,6 +222,19 @@ impl LanguageModel {
     }
 }
 
+/// One-hot rows (batch, vocab) of `tokens` (batch,) u32; an id outside the vocabulary is an error.
+fn one_hot_rows(tokens: &Tensor, vocab: usize) -> Result<Tensor> {
+    let ids: Vec<u32> = tokens.to_vec1()?;
+    let mut rows = vec![0f32; ids.len() * vocab];
+    for (row, &id) in ids.iter().enumerate() {
+        if id as usize >= vocab {
+            bail!("token id {id} is outside the vocabulary of {vocab}");
+        }
+        rows[row * vocab + id as usize] = 1.0;
+    }
+    Tensor::from_vec(rows, (ids.len(), vocab), tokens.device())
+}
+
 /// Mixed into the step's seed for the weight-drop masks, so they never repeat the output dropout's mask.
 const WEIGHT_DROP_STREAM: u64 = 0xD1B5_4A32_D192_ED03;
 
@@ -230,9 +243,18 @@ impl StepModel for LanguageModel {
 
     /// One step: `tokens` (batch,) → logits (batch, vocab_size) and the next state, detached from any
     /// autograd graph (a model being trained can generate without its graph growing).
+    ///
+    /// It runs the stack's `step` (for a model loaded from a file, the fused step on raw buffers: no copy or
+    /// transpose of the weights per token, which a one-step `forward` would make), then the head: what
+    /// `forward` computes for a sequence of one token, up to rounding.
     fn step(&self, tokens: &Tensor, state: &State) -> Result<(Tensor, State)> {
-        let (logits, state) = self.forward(&tokens.unsqueeze(1)?, Some(state), Mode::Eval)?;
-        Ok((logits.squeeze(1)?.detach(), state.detach()))
+        let x = match &self.embedding {
+            Some(embedding) => embedding.index_select(tokens, 0)?,
+            None => one_hot_rows(tokens, self.config.vocab_size)?,
+        };
+        let (y, state) = self.rnn.step(&x, state)?;
+        let logits = seqlab_cells::linear(&y, &self.head_w, Some(&self.head_b))?;
+        Ok((logits.detach(), state.detach()))
     }
 
     fn select(&self, state: &State, indices: &Tensor) -> Result<State> {
@@ -264,6 +286,65 @@ mod tests {
 
     fn values(t: &Tensor) -> Vec<f32> {
         t.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    /// Decoding's `step`, token after token, gives what `forward` gives over the whole sequence, on weights
+    /// loaded as plain tensors (the fused step) and on variables (the composite step).
+    #[test]
+    fn steps_equal_the_forward_pass() {
+        for (cell, embed, layers) in [
+            (CellKind::Lstm, 6, 2),
+            (CellKind::Gru, 0, 1),
+            (CellKind::MinGru, 6, 2),
+        ] {
+            let config = LanguageModelConfig {
+                vocab_size: 13,
+                embed,
+                cell,
+                hidden: 16,
+                layers,
+                dropout: 0.0,
+                ..Default::default()
+            };
+            let varmap = candle_nn::VarMap::new();
+            let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+            let trainable = LanguageModel::new(&config, vb).unwrap();
+            let tensors: std::collections::HashMap<String, Tensor> = varmap
+                .data()
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(name, var)| (name.clone(), var.as_tensor().detach()))
+                .collect();
+            let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+            let loaded = LanguageModel::new(&config, vb).unwrap();
+            let ids: Vec<u32> = (0..3 * 7).map(|i| (i * 5 % 13) as u32).collect();
+            let ids = Tensor::from_vec(ids, (3, 7), &Device::Cpu).unwrap();
+            for model in [&trainable, &loaded] {
+                let (whole, _) = model.forward(&ids, None, Mode::Eval).unwrap();
+                let mut state = model.zero_state(3, &Device::Cpu).unwrap();
+                for t in 0..7 {
+                    let tokens = ids
+                        .narrow(1, t, 1)
+                        .unwrap()
+                        .squeeze(1)
+                        .unwrap()
+                        .contiguous()
+                        .unwrap();
+                    let (logits, next) = model.step(&tokens, &state).unwrap();
+                    state = next;
+                    let expected = whole.narrow(1, t, 1).unwrap().squeeze(1).unwrap();
+                    let diff = (logits - expected)
+                        .unwrap()
+                        .abs()
+                        .unwrap()
+                        .max_all()
+                        .unwrap();
+                    let diff: f32 = diff.to_scalar().unwrap();
+                    assert!(diff < 1e-5, "{cell:?} embed {embed} step {t}: {diff}");
+                }
+            }
+        }
     }
 
     #[test]
