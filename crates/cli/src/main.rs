@@ -17,6 +17,7 @@ mod classify_cmd;
 mod data_cmd;
 mod lm_cmd;
 mod ranges;
+mod serve_cmd;
 mod tokenizer_cmd;
 mod train_args;
 mod translate_cmd;
@@ -51,6 +52,8 @@ enum Command {
     Translate(translate_cmd::TranslateCommand),
     /// Corpus BLEU of a hypothesis file against reference files, as sacreBLEU computes it.
     Bleu(bleu_cmd::BleuArgs),
+    /// Serve model directories over HTTP (OpenAI-style completions API) with a playground page.
+    Serve(serve_cmd::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
         Command::Tokenizer(cmd) => tokenizer_cmd::run(cmd),
         Command::Bleu(args) => bleu_cmd::run(args),
         Command::Translate(cmd) => translate_cmd::run(cmd),
+        Command::Serve(args) => serve_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -59,8 +59,20 @@ pub fn load_image(path: &Path, options: &ImageOptions) -> Result<Vec<f32>> {
     }
     let bytes =
         std::fs::read(path).map_err(|e| bad(format!("cannot read the image: {}", one_line(e))))?;
+    decode_image(&bytes, options, path)
+}
+
+/// [`load_image`] of an image's bytes already read (an upload): errors name `source`.
+pub fn decode_image(bytes: &[u8], options: &ImageOptions, source: &Path) -> Result<Vec<f32>> {
+    let bad = |reason: String| Error::Image {
+        path: source.to_path_buf(),
+        reason,
+    };
+    if options.size == 0 {
+        return Err(bad("the image size must be at least 1".to_string()));
+    }
     // The format comes from the content, never from the extension.
-    let format = match image::guess_format(&bytes) {
+    let format = match image::guess_format(bytes) {
         Ok(format @ (ImageFormat::Png | ImageFormat::Jpeg)) => format,
         Ok(other) => {
             return Err(bad(format!(
@@ -73,7 +85,7 @@ pub fn load_image(path: &Path, options: &ImageOptions) -> Result<Vec<f32>> {
             ))
         }
     };
-    let decoded = image::load_from_memory_with_format(&bytes, format).map_err(|e| {
+    let decoded = image::load_from_memory_with_format(bytes, format).map_err(|e| {
         bad(format!(
             "corrupt {format:?} image: {}",
             one_line(e).trim_end_matches('.')

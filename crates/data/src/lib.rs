@@ -68,7 +68,7 @@ pub use hub::{cache_dir as hub_cache_dir, HubFile, HUB_SCHEME};
 pub use hub_dataset::{
     is_hub_dataset, Hub, HubDataset, SplitFiles, DEFAULT_CONFIG, DEFAULT_SPLIT, PARQUET_REVISION,
 };
-pub use images::{images_tensor, load_image, ImageOptions};
+pub use images::{decode_image, images_tensor, load_image, ImageOptions};
 pub use labelled::{
     agnews_rows, assign_labels, infer_labels, parse_csv, parse_tsv, read_label_names,
     read_labelled, CsvRecord, Example, LabelKind, Labelled, LabelledFormat, LabelledRow, TextField,

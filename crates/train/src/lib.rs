@@ -68,7 +68,7 @@ pub use init::seeded_var_builder;
 pub use lm::{
     cross_entropy, eval_rows, evaluate, load_lm, read_config, train_lm, unigram_loss, Decoding,
     Evaluation, Generated, LmDirConfig, LmPipeline, LmTrainConfig, LmTrainReport, LoadedLm,
-    EVAL_ROW_TOKENS, TASK,
+    TextStream, EVAL_ROW_TOKENS, TASK,
 };
 pub use model_dir::{ModelDir, FORMAT};
 pub use optim::{clip_factor, AdamW, AdamWConfig};

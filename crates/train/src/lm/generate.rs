@@ -3,6 +3,7 @@
 use std::ops::ControlFlow;
 
 use candle_core::Tensor;
+use seqlab_cells::State;
 use seqlab_decode::{beam_search, generate, BeamConfig, Decoding, GenerateConfig};
 use seqlab_models::Mode;
 use seqlab_tokenize::Tokenizer;
@@ -42,27 +43,9 @@ impl LoadedLm {
         let unknown_in_prompt = specials
             .unk
             .map_or(0, |unk| prompt_ids.iter().filter(|&&id| id == unk).count());
-        let mut context: Vec<u32> = specials.bos.into_iter().collect();
-        context.extend_from_slice(&prompt_ids);
-        let Some((&first, before)) = context.split_last() else {
-            return Err(Error::InvalidSetting(
-                "the model's tokenizer has no <bos> token, so generation needs a non-empty prompt"
-                    .to_string(),
-            ));
-        };
-        // The state after every context token but the last, which decoding feeds first.
-        let state = if before.is_empty() {
-            self.model.zero_state(1, &device)?
-        } else {
-            let ids = Tensor::from_slice(before, (1, before.len()), &device)?;
-            self.model.forward(&ids, None, Mode::Eval)?.1.detach()
-        };
+        let (first, state) = self.prime(&prompt_ids)?;
         let first = Tensor::new(&[first], &device)?;
-        let banned: Vec<u32> = [specials.pad, specials.bos, specials.unk]
-            .into_iter()
-            .flatten()
-            .collect();
-        let eos: Vec<u32> = specials.eos.into_iter().collect();
+        let (banned, eos) = (self.banned(), self.eos());
         let mut stream = TextStream::new(&self.tokenizer, prompt_ids)?;
         let mut failure = None;
         match *decoding {
@@ -120,8 +103,47 @@ impl LoadedLm {
     }
 }
 
+impl LoadedLm {
+    /// Brings the model to where decoding starts after `prompt_ids` (the prompt's tokens, without
+    /// `<bos>`): it reads `<bos>` and every prompt token but the last, and returns the last (`<bos>` for an
+    /// empty prompt), which decoding feeds first, with the state (batch 1) it is fed in.
+    pub fn prime(&self, prompt_ids: &[u32]) -> Result<(u32, State)> {
+        let device = self.model.rnn().device().clone();
+        let mut context: Vec<u32> = self.tokenizer.specials().bos.into_iter().collect();
+        context.extend_from_slice(prompt_ids);
+        let Some((&first, before)) = context.split_last() else {
+            return Err(Error::InvalidSetting(
+                "the model's tokenizer has no <bos> token, so generation needs a non-empty prompt"
+                    .to_string(),
+            ));
+        };
+        let state = if before.is_empty() {
+            self.model.zero_state(1, &device)?
+        } else {
+            let ids = Tensor::from_slice(before, (1, before.len()), &device)?;
+            self.model.forward(&ids, None, Mode::Eval)?.1.detach()
+        };
+        Ok((first, state))
+    }
+
+    /// The tokens generation never produces: `<pad>`, `<bos>` and `<unk>`.
+    pub fn banned(&self) -> Vec<u32> {
+        let specials = self.tokenizer.specials();
+        [specials.pad, specials.bos, specials.unk]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// The tokens that end generation: `<eos>`, where the tokenizer has one.
+    pub fn eos(&self) -> Vec<u32> {
+        self.tokenizer.specials().eos.into_iter().collect()
+    }
+}
+
 /// Turns tokens into text incrementally: the whole sequence is decoded each time and the new end returned.
-struct TextStream<'a> {
+#[derive(Debug)]
+pub struct TextStream<'a> {
     tokenizer: &'a Tokenizer,
     ids: Vec<u32>,
     prompt_len: usize,
@@ -130,7 +152,8 @@ struct TextStream<'a> {
 }
 
 impl<'a> TextStream<'a> {
-    fn new(tokenizer: &'a Tokenizer, prompt: Vec<u32>) -> Result<Self> {
+    /// A stream after the tokens `prompt`, which it does not return.
+    pub fn new(tokenizer: &'a Tokenizer, prompt: Vec<u32>) -> Result<Self> {
         let text = tokenizer.decode(&prompt)?;
         Ok(Self {
             tokenizer,
@@ -143,7 +166,7 @@ impl<'a> TextStream<'a> {
 
     /// Adds a token and returns the text it adds. Where decoding changes text already returned (rare:
     /// a word tokenizer re-spacing a quote), the text from the first difference on is returned again.
-    fn push(&mut self, token: u32) -> Result<String> {
+    pub fn push(&mut self, token: u32) -> Result<String> {
         self.ids.push(token);
         let text = self.tokenizer.decode(&self.ids)?;
         let common = common_prefix(&self.shown, &text);
@@ -153,7 +176,7 @@ impl<'a> TextStream<'a> {
     }
 
     /// The text after the prompt.
-    fn continuation(&self) -> String {
+    pub fn continuation(&self) -> String {
         let common = common_prefix(&self.prompt_text, &self.shown);
         self.shown[common..].to_string()
     }

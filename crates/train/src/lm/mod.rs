@@ -21,7 +21,7 @@ pub use dir::{
     cross_entropy, eval_rows, evaluate, load_lm, read_config, Evaluation, LmDirConfig, LoadedLm,
     EVAL_ROW_TOKENS,
 };
-pub use generate::Generated;
+pub use generate::{Generated, TextStream};
 pub use seqlab_decode::Decoding;
 pub use train::{unigram_loss, LmData, LmTask, LmTrainReport};
 
