@@ -128,15 +128,7 @@ pub async fn completions(
         .models
         .pick(fields.string("model")?.as_deref(), seqlab_train::TASK)?;
     let Task::Lm(worker) = &model.task else {
-        return Err(ApiError::invalid(
-            "model",
-            format!(
-                "model {:?} is a {} model; send it to {}",
-                model.name,
-                model.task.name(),
-                model.task.endpoint()
-            ),
-        ));
+        unreachable!("pick checked the task")
     };
     let settings = settings(&fields, app.config.max_tokens)?;
     let mut prompt_ids = Vec::with_capacity(settings.prompts.len());

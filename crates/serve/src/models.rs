@@ -97,10 +97,25 @@ impl Models {
             .ok_or_else(|| ApiError::unknown_model(name, &self.names()))
     }
 
-    /// The model of the request's `model` field, or the only model of the task when the field is absent.
+    /// The model of the request's `model` field, which must be of `task`, or the only model of the task
+    /// when the field is absent.
     pub fn pick(&self, name: Option<&str>, task: &str) -> Result<&Model, ApiError> {
         match name {
-            Some(name) => self.get(name),
+            Some(name) => {
+                let model = self.get(name)?;
+                if model.task.name() != task {
+                    return Err(ApiError::invalid(
+                        "model",
+                        format!(
+                            "model {:?} is a {} model; send it to {}",
+                            model.name,
+                            model.task.name(),
+                            model.task.endpoint()
+                        ),
+                    ));
+                }
+                Ok(model)
+            }
             None => {
                 let mut of_task = self.iter().filter(|m| m.task.name() == task);
                 match (of_task.next(), of_task.next()) {

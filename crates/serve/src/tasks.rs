@@ -14,25 +14,8 @@ use serde_json::{json, Value};
 
 use crate::error::ApiError;
 use crate::fields::Fields;
-use crate::models::{Model, Task};
+use crate::models::Task;
 use crate::AppState;
-
-/// The model a request names, which must be of `task`.
-fn model_of<'a>(app: &'a AppState, name: Option<&str>, task: &str) -> Result<&'a Model, ApiError> {
-    let model = app.models.pick(name, task)?;
-    if model.task.name() != task {
-        return Err(ApiError::invalid(
-            "model",
-            format!(
-                "model {:?} is a {} model; send it to {}",
-                model.name,
-                model.task.name(),
-                model.task.endpoint()
-            ),
-        ));
-    }
-    Ok(model)
-}
 
 /// Greedy, or beam search of a width.
 fn decoding(beam: Option<u64>) -> Decoding {
@@ -68,9 +51,11 @@ pub async fn translate(
 ) -> Result<Json<Value>, ApiError> {
     let Json(body) = body?;
     let fields = Fields::new(body)?;
-    let model = model_of(&app, fields.string("model")?.as_deref(), "translate")?;
+    let model = app
+        .models
+        .pick(fields.string("model")?.as_deref(), "translate")?;
     let Task::Translate(translator) = &model.task else {
-        unreachable!("model_of checked the task")
+        unreachable!("pick checked the task")
     };
     let texts = fields
         .strings("text")?
@@ -115,9 +100,11 @@ pub async fn caption(
             })
             .collect(),
     ))?;
-    let model = model_of(&app, fields.string("model")?.as_deref(), "caption")?;
+    let model = app
+        .models
+        .pick(fields.string("model")?.as_deref(), "caption")?;
     let Task::Caption(captioner) = &model.task else {
-        unreachable!("model_of checked the task")
+        unreachable!("pick checked the task")
     };
     let decoding = decoding(fields.integer("beam", 1, 64)?);
     let max_words = fields.integer("max_words", 1, 200)?.unwrap_or(20) as usize;
@@ -151,9 +138,11 @@ pub async fn classify(
 ) -> Result<Json<Value>, ApiError> {
     let Json(body) = body?;
     let fields = Fields::new(body)?;
-    let model = model_of(&app, fields.string("model")?.as_deref(), "classify")?;
+    let model = app
+        .models
+        .pick(fields.string("model")?.as_deref(), "classify")?;
     let Task::Classify(classifier) = &model.task else {
-        unreachable!("model_of checked the task")
+        unreachable!("pick checked the task")
     };
     let texts = fields
         .strings("text")?
