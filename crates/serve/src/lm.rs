@@ -142,6 +142,8 @@ struct Row<'a> {
     stream: TextStream<'a>,
     /// The token the next step feeds.
     input: u32,
+    /// The tokens that end it (`<eos>`).
+    eos: Vec<u32>,
     generated: usize,
     /// The continuation so far, and how much of it the client has.
     text: String,
@@ -266,6 +268,7 @@ fn start(lm: &LoadedLm, request: LmRequest) -> Option<(Row<'_>, State)> {
                 sampler,
                 stream,
                 input,
+                eos: lm.eos(),
                 generated: 0,
                 text: String::new(),
                 sent: 0,
@@ -310,7 +313,7 @@ impl Row<'_> {
                 return true;
             }
         };
-        if lm.eos().contains(&token) {
+        if self.eos.contains(&token) {
             return self.finish(FinishReason::Stop, self.text.len());
         }
         let piece = match self.stream.push(token) {
