@@ -19,6 +19,7 @@ use crate::error::ApiError;
 use crate::fields::Fields;
 use crate::lm::{FinishReason, LmEvent, LmRequest, LmWorker, TokenInfo};
 use crate::models::Task;
+use crate::tasks::json_request;
 use crate::AppState;
 
 /// A completion request, validated.
@@ -122,11 +123,7 @@ pub async fn completions(
     AxumState(app): AxumState<Arc<AppState>>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(body) = body?;
-    let fields = Fields::new(body)?;
-    let model = app
-        .models
-        .pick(fields.string("model")?.as_deref(), seqlab_train::TASK)?;
+    let (fields, model) = json_request(&app, body, seqlab_train::TASK)?;
     let Task::Lm(worker) = &model.task else {
         unreachable!("pick checked the task")
     };

@@ -14,8 +14,22 @@ use serde_json::{json, Value};
 
 use crate::error::ApiError;
 use crate::fields::Fields;
-use crate::models::Task;
+use crate::models::{Model, Task};
 use crate::AppState;
+
+/// A JSON request's fields and the model it names, which must be of `task` (see [`Models::pick`]).
+///
+/// [`Models::pick`]: crate::Models::pick
+pub(crate) fn json_request<'a>(
+    app: &'a AppState,
+    body: Result<Json<Value>, JsonRejection>,
+    task: &str,
+) -> Result<(Fields, &'a Model), ApiError> {
+    let Json(body) = body?;
+    let fields = Fields::new(body)?;
+    let model = app.models.pick(fields.string("model")?.as_deref(), task)?;
+    Ok((fields, model))
+}
 
 /// Greedy, or beam search of a width.
 fn decoding(beam: Option<u64>) -> Decoding {
@@ -49,11 +63,7 @@ pub async fn translate(
     AxumState(app): AxumState<Arc<AppState>>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(body) = body?;
-    let fields = Fields::new(body)?;
-    let model = app
-        .models
-        .pick(fields.string("model")?.as_deref(), "translate")?;
+    let (fields, model) = json_request(&app, body, "translate")?;
     let Task::Translate(translator) = &model.task else {
         unreachable!("pick checked the task")
     };
@@ -136,11 +146,7 @@ pub async fn classify(
     AxumState(app): AxumState<Arc<AppState>>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(body) = body?;
-    let fields = Fields::new(body)?;
-    let model = app
-        .models
-        .pick(fields.string("model")?.as_deref(), "classify")?;
+    let (fields, model) = json_request(&app, body, "classify")?;
     let Task::Classify(classifier) = &model.task else {
         unreachable!("pick checked the task")
     };
