@@ -15,6 +15,8 @@ mod bleu_cmd;
 mod caption_cmd;
 mod classify_cmd;
 mod data_cmd;
+#[cfg(feature = "images")]
+mod images_cmd;
 mod lm_cmd;
 mod ranges;
 mod serve_cmd;
@@ -54,6 +56,17 @@ enum Command {
     Bleu(bleu_cmd::BleuArgs),
     /// Serve model directories over HTTP (OpenAI-style completions API) with a playground page.
     Serve(serve_cmd::ServeArgs),
+    /// Images read as sequences (sequential MNIST, row by row or pixel by pixel): train, eval, predict.
+    #[cfg(feature = "images")]
+    #[command(subcommand)]
+    Images(images_cmd::ImagesCommand),
+    /// Images read as sequences: not in this build (cargo feature `images`).
+    #[cfg(not(feature = "images"))]
+    Images {
+        /// The arguments of the command.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -78,6 +91,13 @@ fn main() -> ExitCode {
         Command::Bleu(args) => bleu_cmd::run(args),
         Command::Translate(cmd) => translate_cmd::run(cmd),
         Command::Serve(args) => serve_cmd::run(args),
+        #[cfg(feature = "images")]
+        Command::Images(cmd) => images_cmd::run(cmd),
+        #[cfg(not(feature = "images"))]
+        Command::Images { .. } => Err(anyhow::anyhow!(
+            "this seqlab was built without the sequential image pipeline; build it with \
+             `cargo build --release -p seqlab-cli --features images`"
+        )),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

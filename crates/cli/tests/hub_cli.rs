@@ -967,3 +967,90 @@ fn caption_reads_columns_named_by_the_column_flags() {
     let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
     assert_eq!(v["images"], 4, "{v}");
 }
+
+/// `seqlab images` reads the hub's MNIST through candle-datasets, which asks hf-hub for the files of the
+/// parquet revision and finds them in the cache: 28×28 PNGs in a struct column and an integer label.
+#[cfg(feature = "images")]
+#[test]
+fn images_train_from_the_hubs_mnist_in_the_cache() {
+    let cache = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    for (split, count) in [("train", 24), ("test", 8)] {
+        let dir = scratch.path().join(split);
+        let config = seqlab_data::ShapesConfig {
+            count,
+            size: 28,
+            ..seqlab_data::ShapesConfig::default()
+        };
+        seqlab_data::generate_shapes(&dir, &config).unwrap();
+        let items = seqlab_data::read_captions(&dir.join("captions.txt")).unwrap();
+        let pngs = items
+            .iter()
+            .map(|item| std::fs::read(dir.join("images").join(&item.image)).unwrap())
+            .collect();
+        let labels = (0..items.len()).map(|i| (i % 3).to_string()).collect();
+        let table = Table::new(
+            "mnist",
+            vec![
+                Column::bytes("image", pngs),
+                Column::text("label", labels).with_class_names(vec![
+                    "0".into(),
+                    "1".into(),
+                    "2".into(),
+                ]),
+            ],
+        )
+        .unwrap();
+        put_split(cache.path(), "ylecun/mnist", "mnist", split, &table);
+    }
+    let model = scratch.path().join("model");
+    let out = stdout(&seqlab(
+        cache.path(),
+        &[
+            "images",
+            "train",
+            "--data",
+            "hub:mnist",
+            "--out",
+            model.to_str().unwrap(),
+            "--valid",
+            "4",
+            "--hidden",
+            "8",
+            "--steps",
+            "3",
+        ],
+    ));
+    assert!(
+        out.contains("data: 20 training images, 4 validation images, 3 classes"),
+        "{out}"
+    );
+    let eval: serde_json::Value = serde_json::from_str(&stdout(&seqlab(
+        cache.path(),
+        &[
+            "images",
+            "eval",
+            "--model",
+            model.to_str().unwrap(),
+            "--json",
+        ],
+    )))
+    .unwrap();
+    assert_eq!(eval["examples"], 8);
+    // A set the cache does not hold is one line, after hf-hub finds no server.
+    let e = error(&seqlab(
+        cache.path(),
+        &[
+            "images",
+            "train",
+            "--data",
+            "hub:fashion-mnist",
+            "--out",
+            scratch.path().join("f").to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        e.contains("cannot load hub:fashion-mnist from the hub"),
+        "{e}"
+    );
+}

@@ -183,3 +183,19 @@ fn numeric_flags_of_the_commands_that_use_a_model_are_checked_too() {
         assert_usage_error(args, flag, &out);
     }
 }
+
+/// A build without the `images` feature says how to get `seqlab images`, in one line.
+#[cfg(not(feature = "images"))]
+#[test]
+fn images_without_the_feature_says_how_to_build_it() {
+    let output = Command::new(env!("CARGO_BIN_EXE_seqlab"))
+        .args(["images", "train", "--data", "somewhere", "--out", "x"])
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--features images"), "{stderr}");
+    assert!(!std::path::Path::new("x").exists());
+}

@@ -1,6 +1,7 @@
 //! seqlab's models, each a struct with a serde `Config` and `new(&Config, VarBuilder)`, built on the shared
 //! recurrent cells: the [`LanguageModel`] (many-to-many), the [`Classifier`] (many-to-one), [`Seq2Seq`]
-//! (encoder-decoder with attention) and the [`Captioner`] (a CNN encoder and a recurrent decoder).
+//! (encoder-decoder with attention), the [`Captioner`] (a CNN encoder and a recurrent decoder) and the
+//! [`ImageClassifier`] (an image read as a sequence).
 //!
 //! The main design decision: names inside the `VarBuilder` mirror a PyTorch module tree (`embedding.weight`,
 //! `rnn.weight_ih_l0`, `head.weight`, ...), so a PyTorch `state_dict` saved with safetensors loads unchanged,
@@ -35,6 +36,7 @@ mod captioner;
 mod classifier;
 mod cnn;
 mod decoder;
+mod images;
 mod lm;
 mod mode;
 mod pool;
@@ -45,6 +47,7 @@ pub use captioner::{Captioner, CaptionerConfig, Inject};
 pub use classifier::{Classifier, ClassifierConfig, Pooling};
 pub use cnn::{conv3x3, CnnConfig, CnnEncoder};
 pub use decoder::{Decoder, DecoderState, Seq2SeqOutput, TeacherForcing};
+pub use images::{ImageClassifier, ImageClassifierConfig, PixelOrder};
 pub use lm::{LanguageModel, LanguageModelConfig};
 pub use mode::Mode;
 pub use pool::max_pool2x2;

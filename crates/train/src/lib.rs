@@ -44,6 +44,8 @@ pub mod caption;
 pub mod checkpoint;
 pub mod classify;
 mod error;
+#[cfg(feature = "images")]
+pub mod images;
 mod init;
 mod lm;
 pub mod lock;
@@ -64,6 +66,8 @@ pub use classify::{
     ClassifyTrainConfig, LoadedClassifier,
 };
 pub use error::{Error, Result};
+#[cfg(feature = "images")]
+pub use images::{load_images_model, ImagesPipeline, ImagesTrainConfig, LoadedImages};
 pub use init::seeded_var_builder;
 pub use lm::{
     cross_entropy, eval_rows, evaluate, load_lm, read_config, train_lm, unigram_loss, Decoding,
