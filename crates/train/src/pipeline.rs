@@ -26,8 +26,9 @@ use crate::trainer::{HasLoop, RunOptions, Task, TrainSummary};
 
 /// A pipeline: a model, the data it trains on, and the files of its model directory.
 ///
-/// Implemented by [`crate::LmPipeline`], [`crate::ClassifyPipeline`], [`crate::TranslatePipeline`] and
-/// [`crate::CaptionPipeline`]; [`train`] and [`load`] do the rest. `docs/extending.md` walks through adding
+/// Implemented by [`crate::LmPipeline`], [`crate::ClassifyPipeline`], [`crate::TranslatePipeline`],
+/// [`crate::CaptionPipeline`] and, with the cargo feature `images`, `ImagesPipeline`; [`train`] and [`load`]
+/// do the rest. `docs/extending.md` walks through adding
 /// one.
 pub trait Pipeline: Sized + 'static {
     /// The task a model directory of this pipeline states in `config.json` (`lm`, `classify`, ...).

@@ -424,6 +424,13 @@ pub fn evaluate(
     let mut predicted = Vec::with_capacity(set.len());
     for b in set.batches(batch) {
         let (images, targets) = b?;
+        let classes: Vec<u32> = targets.to_vec1()?;
+        if let Some(&bad) = classes.iter().find(|&&t| t as usize >= labels.len()) {
+            return Err(Error::InvalidSetting(format!(
+                "an image of class {bad}, but the model knows {} classes",
+                labels.len()
+            )));
+        }
         let logits = model.forward(&images, Mode::Eval)?;
         let loss = seqlab_cells::cross_entropy(&logits, &targets, None)?.to_scalar::<f32>()?;
         loss_sum += loss as f64 * images.dim(0)? as f64;
@@ -434,13 +441,7 @@ pub fn evaluate(
                 .into_iter()
                 .map(|p| p as usize),
         );
-        truth.extend(targets.to_vec1::<u32>()?.into_iter().map(|t| t as usize));
-    }
-    if let Some(&bad) = truth.iter().find(|&&t| t >= labels.len()) {
-        return Err(Error::InvalidSetting(format!(
-            "an image of class {bad}, but the model knows {} classes",
-            labels.len()
-        )));
+        truth.extend(classes.into_iter().map(|t| t as usize));
     }
     Ok(ImagesEvaluation {
         loss: loss_sum / set.len().max(1) as f64,
