@@ -10,6 +10,7 @@ use seqlab_models::{ClassifierConfig, Pooling};
 use seqlab_train::classify::{load_classifier, ClassifyTrainConfig};
 use seqlab_train::{ClassifyPipeline, Pipeline};
 
+use crate::class_report::{metrics_json, print_accuracies, print_best, print_top};
 use crate::train_args::{print_summary, set_stack, Loop, ModelDirArg, Stack};
 
 /// Train, evaluate or apply a recurrent text classifier.
@@ -234,14 +235,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
     let report = args.run.train(&model, &config)?;
     let out_dir = &args.run.out;
     let s = &report.summary;
-    if !report.history.is_empty() {
-        let steps: Vec<String> = report
-            .history
-            .iter()
-            .map(|r| format!("{}: {:.4}", r.step, r.accuracy))
-            .collect();
-        eprintln!("validation accuracy by step: {}", steps.join(", "));
-    }
+    print_accuracies(report.history.iter().map(|r| (r.step, r.accuracy)));
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -253,13 +247,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         report.vocab_size
     )?;
     print_summary(&mut out, s, report.parameters, ClassifyPipeline::UNIT)?;
-    if let (Some((loss, step)), Some(best)) = (s.best_valid, &report.best) {
-        writeln!(
-            out,
-            "best validation loss {loss:.4} at step {step}: accuracy {:.4}, macro-F1 {:.4}",
-            best.metrics.accuracy, best.metrics.macro_f1
-        )?;
-    }
+    print_best(&mut out, s, report.best.as_ref().map(|b| &b.metrics))?;
     writeln!(
         out,
         "model directory: {} (seqlab classify eval --model {} --data FILE)",
@@ -283,16 +271,7 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let m = &result.metrics;
     let mut out = std::io::stdout().lock();
     if args.json {
-        let json = serde_json::json!({
-            "accuracy": m.accuracy,
-            "macro_f1": m.macro_f1,
-            "labels": m.labels,
-            "confusion": m.confusion,
-            "per_class": m.per_class,
-            "loss": result.loss,
-            "examples": m.examples,
-        });
-        writeln!(out, "{json}")?;
+        writeln!(out, "{}", metrics_json(m, result.loss))?;
     } else {
         writeln!(out, "{}: {}", args.data.display(), m.report().trim_end())?;
     }
@@ -327,15 +306,12 @@ fn predict(args: PredictArgs) -> anyhow::Result<()> {
         .predict(&texts)
         .with_context(|| format!("cannot classify with {}", args.model.model.display()))?;
     let mut out = std::io::stdout().lock();
-    for row in probabilities {
-        let mut order: Vec<usize> = (0..row.len()).collect();
-        order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
-        let cells: Vec<String> = order
-            .iter()
-            .take(args.top)
-            .map(|&c| format!("{}\t{:.4}", classifier.labels[c], row[c]))
-            .collect();
-        writeln!(out, "{}", cells.join("\t"))?;
-    }
+    print_top(
+        &mut out,
+        &probabilities,
+        &classifier.labels,
+        args.top,
+        |_| None,
+    )?;
     Ok(())
 }

@@ -9,6 +9,7 @@ use seqlab_models::{ImageClassifierConfig, PixelOrder, Pooling};
 use seqlab_train::images::{load_images_model, ImagesTrainConfig};
 use seqlab_train::{ImagesPipeline, Pipeline};
 
+use crate::class_report::{metrics_json, print_accuracies, print_best, print_top};
 use crate::train_args::{print_summary, set_stack, Loop, ModelDirArg, Stack};
 
 /// Train, evaluate or apply a recurrent classifier of images read as sequences (sequential MNIST).
@@ -120,14 +121,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
     let report = args.run.train(&model, &config)?;
     let out_dir = &args.run.out;
     let s = &report.summary;
-    if !report.history.is_empty() {
-        let steps: Vec<String> = report
-            .history
-            .iter()
-            .map(|r| format!("{}: {:.4}", r.step, r.accuracy))
-            .collect();
-        eprintln!("validation accuracy by step: {}", steps.join(", "));
-    }
+    print_accuracies(report.history.iter().map(|r| (r.step, r.accuracy)));
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -138,13 +132,7 @@ fn train(args: TrainArgs) -> anyhow::Result<()> {
         report.labels.join(", "),
     )?;
     print_summary(&mut out, s, report.parameters, ImagesPipeline::UNIT)?;
-    if let (Some((loss, step)), Some(best)) = (s.best_valid, &report.best) {
-        writeln!(
-            out,
-            "best validation loss {loss:.4} at step {step}: accuracy {:.4}, macro-F1 {:.4}",
-            best.metrics.accuracy, best.metrics.macro_f1
-        )?;
-    }
+    print_best(&mut out, s, report.best.as_ref().map(|b| &b.metrics))?;
     writeln!(
         out,
         "model directory: {} (seqlab images eval --model {})",
@@ -160,16 +148,7 @@ fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let m = &result.metrics;
     let mut out = std::io::stdout().lock();
     if args.json {
-        let json = serde_json::json!({
-            "accuracy": m.accuracy,
-            "macro_f1": m.macro_f1,
-            "labels": m.labels,
-            "confusion": m.confusion,
-            "per_class": m.per_class,
-            "loss": result.loss,
-            "examples": m.examples,
-        });
-        writeln!(out, "{json}")?;
+        writeln!(out, "{}", metrics_json(m, result.loss))?;
     } else {
         let source = args.data.as_deref().unwrap_or(&model.config.train.data);
         writeln!(out, "{source} (test images): {}", m.report().trim_end())?;
@@ -214,22 +193,13 @@ fn predict(args: PredictArgs) -> anyhow::Result<()> {
         }
     };
     let mut out = std::io::stdout().lock();
-    for (i, row) in probabilities.iter().enumerate() {
-        let mut order: Vec<usize> = (0..row.len()).collect();
-        order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
-        let mut cells: Vec<String> = order
-            .iter()
-            .take(args.top)
-            .map(|&c| format!("{}\t{:.4}", model.labels[c], row[c]))
-            .collect();
-        if let Some(truth) = &truth {
-            let label = model
-                .labels
-                .get(truth[i] as usize)
-                .map_or("?", String::as_str);
-            cells.push(format!("true {label}"));
-        }
-        writeln!(out, "{}", cells.join("\t"))?;
-    }
+    print_top(&mut out, &probabilities, &model.labels, args.top, |i| {
+        let truth = truth.as_ref()?;
+        let label = model
+            .labels
+            .get(truth[i] as usize)
+            .map_or("?", String::as_str);
+        Some(format!("true {label}"))
+    })?;
     Ok(())
 }

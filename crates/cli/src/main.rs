@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 mod bleu_cmd;
 mod caption_cmd;
+mod class_report;
 mod classify_cmd;
 mod data_cmd;
 #[cfg(feature = "images")]
