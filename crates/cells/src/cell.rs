@@ -50,6 +50,8 @@ pub struct CellSpec {
     pub bias: bool,
     /// The layer of the stack, from 0.
     pub layer: usize,
+    /// The stack's layers (an xLSTM block's initialisation depends on its place among them).
+    pub layers: usize,
     /// Whether this is the backward direction of a bidirectional layer.
     pub reverse: bool,
     /// The stack's block arrangement and cell options.
@@ -145,29 +147,7 @@ pub trait Cell: std::fmt::Debug + Send + Sync {
         init: &CellState,
         reverse: bool,
     ) -> Result<(Tensor, CellState)> {
-        let seq_len = xs.dim(1)?;
-        let mut state = init.clone();
-        let mut outs = Vec::with_capacity(seq_len);
-        for step in 0..seq_len {
-            let t = if reverse { seq_len - 1 - step } else { step };
-            let x = xs.narrow(1, t, 1)?.squeeze(1)?;
-            let next = self.step(&x, &state)?;
-            match masks {
-                Some(masks) => {
-                    let m = &masks[t];
-                    outs.push(next.h.broadcast_mul(m)?);
-                    state = keep_where_invalid(&state, next, m)?;
-                }
-                None => {
-                    outs.push(next.h.clone());
-                    state = next;
-                }
-            }
-        }
-        if reverse {
-            outs.reverse();
-        }
-        Ok((Tensor::stack(&outs, 1)?, state))
+        step_loop(self, xs, masks, init, reverse)
     }
 
     /// The whole sequence on a fused kernel with its own backward pass, when the cell has one for this input
@@ -221,4 +201,38 @@ pub(crate) fn keep_where_invalid(
             .map(|(o, n)| mix(o, n))
             .collect::<Result<_>>()?,
     })
+}
+
+/// [`Cell::forward_composite`]'s default: [`Cell::step`] once per time step, rows stopping at their masks.
+/// A cell that overrides `forward_composite` calls it where its own path does not apply.
+pub(crate) fn step_loop<C: Cell + ?Sized>(
+    cell: &C,
+    xs: &Tensor,
+    masks: Option<&[Tensor]>,
+    init: &CellState,
+    reverse: bool,
+) -> Result<(Tensor, CellState)> {
+    let seq_len = xs.dim(1)?;
+    let mut state = init.clone();
+    let mut outs = Vec::with_capacity(seq_len);
+    for step in 0..seq_len {
+        let t = if reverse { seq_len - 1 - step } else { step };
+        let x = xs.narrow(1, t, 1)?.squeeze(1)?;
+        let next = cell.step(&x, &state)?;
+        match masks {
+            Some(masks) => {
+                let m = &masks[t];
+                outs.push(next.h.broadcast_mul(m)?);
+                state = keep_where_invalid(&state, next, m)?;
+            }
+            None => {
+                outs.push(next.h.clone());
+                state = next;
+            }
+        }
+    }
+    if reverse {
+        outs.reverse();
+    }
+    Ok((Tensor::stack(&outs, 1)?, state))
 }

@@ -55,6 +55,11 @@ pub struct CellOptions {
     /// paper's constraint, which keeps a relu recurrence from exploding over long sequences); `None`: no
     /// bound.
     pub bound: Option<f32>,
+    /// xLSTM blocks: the heads of each block's cell (the package's `num_heads`, 4).
+    pub heads: usize,
+    /// `--cell xlstm`: the kinds of the blocks, such as `m,m,s,m` (m: mLSTM, s: sLSTM), cycled over the
+    /// layers; `None`: `m,s`.
+    pub pattern: Option<String>,
 }
 
 impl Default for CellOptions {
@@ -63,6 +68,8 @@ impl Default for CellOptions {
             block: Block::Plain,
             expansion: 1.5,
             bound: None,
+            heads: 4,
+            pattern: None,
         }
     }
 }
@@ -85,6 +92,12 @@ impl CellOptions {
             if !(bound.is_finite() && bound > 0.0) {
                 return Err(format!("the bound must be a positive number, got {bound}"));
             }
+        }
+        if self.heads == 0 {
+            return Err("the heads must be at least 1".into());
+        }
+        if let Some(pattern) = &self.pattern {
+            crate::parse_pattern(pattern)?;
         }
         Ok(())
     }

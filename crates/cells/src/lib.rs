@@ -39,7 +39,7 @@ pub mod runtime;
 mod state;
 
 pub use cell::{Cell, CellSpec, CellState, LayerInput, MemorySlot};
-pub use cells::{CellKind, DirectionWeights};
+pub use cells::{parse_pattern, BlockKind, CellKind, DirectionWeights};
 pub use config::{Block, CellOptions, RecurrentConfig};
 pub use dropout::{dropout, LayerDropout};
 pub use fused::{cross_entropy, linear, linear_cross_entropy};

@@ -42,6 +42,12 @@ impl Recurrent {
         if let Err(e) = config.options.validate() {
             bail!("{e}");
         }
+        if config.options.pattern.is_some() && config.cell != crate::CellKind::Xlstm {
+            bail!(
+                "a block pattern (--pattern) is for --cell xlstm, not {}",
+                config.cell
+            );
+        }
         let mut cells = Vec::with_capacity(config.state_rows());
         for layer in 0..config.num_layers {
             for dir in 0..config.directions() {
@@ -50,6 +56,7 @@ impl Recurrent {
                     hidden_size: config.hidden_size,
                     bias: config.bias,
                     layer,
+                    layers: config.num_layers,
                     reverse: dir == 1,
                     options: config.options.clone(),
                     nested: false,

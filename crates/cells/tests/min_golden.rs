@@ -158,7 +158,7 @@ fn residual_blocks_match_the_layers_of_minlm() {
             options: CellOptions {
                 block: Block::Residual,
                 expansion: 1.5,
-                bound: None,
+                ..CellOptions::default()
             },
             ..RecurrentConfig::new(cell, 6, 6)
         };

@@ -166,6 +166,18 @@ pub struct StackArgs {
     /// IndRNN: clamp each recurrent weight to [-B, B] (the paper's bound against exploding relu states).
     #[arg(long, value_name = "B", value_parser = crate::ranges::positive("the bound"))]
     bound: Option<f64>,
+    /// xLSTM blocks (--cell slstm, mlstm, xlstm): the heads of each block's cell.
+    #[arg(long, value_name = "N", value_parser = crate::ranges::at_least_one("--heads"))]
+    heads: Option<usize>,
+    /// --cell xlstm: the kinds of the blocks in order, m (mLSTM) and s (sLSTM), such as m,m,s,m, cycled
+    /// over the layers; without --layers, one layer per block.
+    #[arg(long, value_name = "KINDS", value_parser = pattern_parser)]
+    pattern: Option<String>,
+}
+
+/// `--pattern`: checked here, saved as given.
+fn pattern_parser(s: &str) -> Result<String, String> {
+    seqlab_cells::parse_pattern(s).map(|_| s.to_string())
 }
 
 /// `--block`.
@@ -211,6 +223,15 @@ impl StackArgs {
         }
         if let Some(bound) = self.bound {
             fields.options.bound = Some(bound as f32);
+        }
+        if let Some(heads) = self.heads {
+            fields.options.heads = heads;
+        }
+        if let Some(pattern) = &self.pattern {
+            fields.options.pattern = Some(pattern.clone());
+            if self.layers.is_none() {
+                *fields.layers = seqlab_cells::parse_pattern(pattern).map_or(1, |p| p.len());
+            }
         }
     }
 }
@@ -395,6 +416,7 @@ fn stack_defaults(d: &RecurrentConfig) -> Vec<(&'static str, String)> {
             .to_string(),
         ),
         ("expansion", d.options.expansion.to_string()),
+        ("heads", d.options.heads.to_string()),
     ]
 }
 

@@ -37,6 +37,7 @@ const TRAIN_FLAGS: &[(&str, Option<&str>)] = &[
     ("--threads", Some("0")),
     ("--expansion", Some("0")),
     ("--bound", Some("-1")),
+    ("--heads", Some("0")),
 ];
 
 /// `--embed` is 0 (one-hot input) or more for lm and classify, at least 1 for translate and caption.

@@ -70,11 +70,20 @@ fn weights(path: &Path) -> HashMap<String, Vec<f32>> {
 
 #[test]
 fn a_tiny_model_learns_the_text() {
+    for cell in [CellKind::Gru, CellKind::Xlstm] {
+        learns_the_text(cell);
+    }
+}
+
+fn learns_the_text(cell: CellKind) {
     let dir = tempfile::tempdir().unwrap();
     let data = write_text(dir.path());
     let out = dir.path().join("lm");
     let report = train_lm(
-        &model(CellKind::Gru, 0.0),
+        &LanguageModelConfig {
+            layers: 2,
+            ..model(cell, 0.0)
+        },
         &config(data, 60),
         &out,
         RunOptions::default(),
@@ -92,7 +101,7 @@ fn a_tiny_model_learns_the_text() {
     let last = *valid.last().unwrap();
     assert!(
         last < valid[0] - 0.5 && last < 0.7 * uniform,
-        "the validation loss did not fall well below the uniform guess {uniform}: {valid:?}"
+        "{cell}: the validation loss did not fall well below the uniform guess {uniform}: {valid:?}"
     );
     let (best, _) = report.summary.best_valid.unwrap();
     // model.safetensors holds the best checkpoint: evaluating it on the validation text gives the best loss.
@@ -206,6 +215,13 @@ fn resume_after_an_interruption_mid_epoch_ends_with_the_same_weights() {
 #[test]
 fn resume_at_an_epoch_boundary_ends_with_the_same_weights() {
     resume_is_exact(CellKind::Gru, 2, |batches_per_epoch| batches_per_epoch);
+}
+
+#[test]
+fn an_xlstm_run_resumes_exactly_mid_epoch() {
+    // Blocks m, s: the carried state holds both kinds' memories (the mLSTM's matrix memory, the sLSTM's
+    // normaliser and stabiliser, both convolution windows).
+    resume_is_exact(CellKind::Xlstm, 2, |_| 13);
 }
 
 #[test]

@@ -21,6 +21,9 @@ mod lstm;
 mod min;
 mod residual;
 mod rnn;
+mod xlstm;
+
+pub use xlstm::{parse_pattern, BlockKind};
 
 pub use classic::DirectionWeights;
 pub(crate) use classic::Gates;
@@ -95,6 +98,15 @@ registry! {
     MinLstm = "minlstm" => min::MinCell::<min::MinLstm>::build,
     /// IndRNN: `h' = relu(W x + b + u ⊙ h)`, each unit recurring on itself (`--bound` clamps |u|).
     IndRnn = "indrnn" => indrnn::IndRnn::build,
+    /// xLSTM's sLSTM blocks (the `xlstm` package's `sLSTMBlock`): exponential input gate, stabiliser and
+    /// normaliser, block-diagonal recurrence over `--heads`, causal convolution, gated feed-forward.
+    Slstm = "slstm" => xlstm::build_slstm,
+    /// xLSTM's mLSTM blocks (`mLSTMBlock`): a matrix memory per head with a covariance update, trained in
+    /// the parallel form, stepped in the recurrent one.
+    Mlstm = "mlstm" => xlstm::build_mlstm,
+    /// xLSTM blocks of both kinds in the order of `--pattern` (such as `m,m,s,m`, cycled over the layers;
+    /// default `m,s`).
+    Xlstm = "xlstm" => xlstm::build_xlstm,
 }
 
 impl CellKind {
@@ -103,8 +115,18 @@ impl CellKind {
     pub fn build(self, spec: &CellSpec, vb: &VarBuilder) -> Result<Arc<dyn Cell>> {
         match spec.options.block {
             Block::Plain => self.build_cell(spec, vb),
+            Block::Residual if self.is_block() => {
+                candle_core::bail!(
+                    "{self} layers are residual blocks already: leave out --block residual"
+                )
+            }
             Block::Residual => residual::Residual::build(self, spec, vb),
         }
+    }
+
+    /// Whether each layer of this kind is a whole residual block of its own (the xLSTM kinds).
+    pub fn is_block(self) -> bool {
+        matches!(self, CellKind::Slstm | CellKind::Mlstm | CellKind::Xlstm)
     }
 
     /// Builds the cell of `spec` itself, without a block.

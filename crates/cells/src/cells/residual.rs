@@ -89,6 +89,7 @@ impl Residual {
             hidden_size: inner_width,
             bias: spec.bias,
             layer: 0,
+            layers: 1,
             reverse: false,
             options: crate::CellOptions::default(),
             nested: true,

@@ -55,14 +55,14 @@ macro_rules! multiversion {
     };
 }
 
-mod gemm;
+pub(crate) mod gemm;
 mod head_loss;
 mod kernel;
 pub(crate) mod lanes;
 mod linear;
 mod loss;
 pub(crate) mod math;
-mod pool;
+pub(crate) mod pool;
 pub(crate) mod scan;
 pub(crate) mod step;
 
