@@ -11,6 +11,9 @@ the cells as their reference packages implement them:
 - indrnn: the paper's cell, h_t = relu(W x_t + b + u * h_{t-1}) (no package on PyPI has it as a module):
   the input projection of every step as one product, the element-wise recurrence as a Python loop over time
   (what a PyTorch user writes without a custom kernel).
+- slstm, mlstm: the authors' package `xlstm` (2.0.6): an xLSTMBlockStack of L sLSTM blocks (the vanilla
+  backend, the one that runs on a CPU: a Python loop over time) or L mLSTM blocks (its parallel form), width
+  H, 4 heads, no final norm: seqlab's `--cell slstm` / `--cell mlstm` stacks of the same blocks.
 - lstm, gru: nn.LSTM / nn.GRU, as the shared reference.
 
   python3 torch_cells_bench.py --cells mingru,minlstm,indrnn,lstm,gru --shapes 256-1,512-2 [--seq 100]
@@ -47,11 +50,25 @@ class IndRNN(nn.Module):
         return torch.stack(outs, dim=1)
 
 
+def xlstm_stack(cell, hidden, layers, seq):
+    from xlstm import (FeedForwardConfig, mLSTMBlockConfig, mLSTMLayerConfig, sLSTMBlockConfig,
+                       sLSTMLayerConfig, xLSTMBlockStack, xLSTMBlockStackConfig)
+    mlstm = mLSTMBlockConfig(mlstm=mLSTMLayerConfig(num_heads=4, embedding_dim=hidden, context_length=seq))
+    slstm = sLSTMBlockConfig(slstm=sLSTMLayerConfig(backend="vanilla", num_heads=4, embedding_dim=hidden),
+                             feedforward=FeedForwardConfig(embedding_dim=hidden))
+    return xLSTMBlockStack(xLSTMBlockStackConfig(
+        mlstm_block=mlstm if cell == "mlstm" else None, slstm_block=slstm if cell == "slstm" else None,
+        context_length=seq, num_blocks=layers, embedding_dim=hidden, add_post_blocks_norm=False,
+        slstm_at="all" if cell == "slstm" else []))
+
+
 class Stack(nn.Module):
-    def __init__(self, cell, hidden, layers):
+    def __init__(self, cell, hidden, layers, seq):
         super().__init__()
         self.cell = cell
-        if cell in ("lstm", "gru"):
+        if cell in ("slstm", "mlstm"):
+            self.rnn = xlstm_stack(cell, hidden, layers, seq)
+        elif cell in ("lstm", "gru"):
             cls = nn.LSTM if cell == "lstm" else nn.GRU
             self.rnn = cls(hidden, hidden, num_layers=layers, batch_first=True)
         else:
@@ -62,16 +79,18 @@ class Stack(nn.Module):
     def forward(self, x):
         if self.cell in ("lstm", "gru"):
             return self.rnn(x)[0]
+        if self.cell in ("slstm", "mlstm"):
+            return self.rnn(x)
         for layer in self.rnn:
             x = layer(x)
         return x
 
 
 class CharModel(nn.Module):
-    def __init__(self, cell, hidden, layers):
+    def __init__(self, cell, hidden, layers, seq):
         super().__init__()
         self.emb = nn.Embedding(VOCAB, hidden)
-        self.rnn = Stack(cell, hidden, layers)
+        self.rnn = Stack(cell, hidden, layers, seq)
         self.fc = nn.Linear(hidden, VOCAB)
 
     def forward(self, x):
@@ -80,7 +99,7 @@ class CharModel(nn.Module):
 
 def train_bench(cell, H, L, B, T, rep, max_seconds):
     torch.manual_seed(1234)
-    model = CharModel(cell, H, L)
+    model = CharModel(cell, H, L, T)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     pool = [torch.randint(0, VOCAB, (B, T + 1)) for _ in range(4)]
 

@@ -153,12 +153,17 @@ impl MlstmBlock {
     }
 
     /// From the normalised input's up-projection to the cell's inputs: (heads, x_c, z).
-    fn project(&self, normed: &Tensor, window: &Tensor) -> Result<(Heads, Tensor, Tensor, Tensor)> {
+    fn project(
+        &self,
+        normed: &Tensor,
+        window: &Tensor,
+        fused: bool,
+    ) -> Result<(Heads, Tensor, Tensor, Tensor)> {
         let (batch, seq, _) = normed.dims3()?;
         let up = crate::linear(normed, &self.proj_up, None)?;
         let xm = up.narrow(D::Minus1, 0, self.inner)?;
         let z = up.narrow(D::Minus1, self.inner, self.inner)?;
-        let (xc, window) = self.conv.forward(&xm.contiguous()?, window)?;
+        let (xc, window) = self.conv.forward(&xm.contiguous()?, window, fused)?;
         let [wq, wk, wv] = &self.qkv;
         let (q, k, v) = (headwise(&xc, wq)?, headwise(&xc, wk)?, headwise(&xm, wv)?);
         let qkv = Tensor::cat(&[&q, &k, &v], D::Minus1)?;
@@ -226,23 +231,24 @@ fn log_sigmoid(x: &Tensor) -> Result<Tensor> {
 /// dh) and the final state.
 fn parallel(x: &Heads, state: [&Tensor; 3]) -> Result<(Tensor, [Tensor; 3])> {
     let [c0, n0, m0] = state;
-    let (batch, heads, seq, dh) = x.q.dims4()?;
+    let (_, _, seq, dh) = x.q.dims4()?;
     let ks = (&x.k / (dh as f64).sqrt())?;
     let log_f = log_sigmoid(&x.f)?;
     let cum = log_f.cumsum(2)?; // F_t, (batch, heads, seq)
-    let shape = (batch, heads, seq, seq);
-    // log D[t, j] = F_t − F_j + ĩ_j for j ≤ t.
+                                // log D[t, j] = F_t − F_j + ĩ_j for j ≤ t.
     let log_d = cum
         .unsqueeze(3)?
         .broadcast_sub(&(&cum - &x.i)?.unsqueeze(2)?)?;
-    let causal: Vec<u8> = (0..seq)
-        .flat_map(|t| (0..seq).map(move |j| u8::from(j <= t)))
+    // Above the diagonal: −10³⁰, which exp takes to 0.
+    let causal: Vec<f32> = (0..seq)
+        .flat_map(|t| (0..seq).map(move |j| if j <= t { 0.0 } else { -1e30 }))
         .collect();
-    let causal = Tensor::from_vec(causal, (seq, seq), x.q.device())?.broadcast_as(shape)?;
-    let floor = Tensor::full(-1e30f32, shape, x.q.device())?.to_dtype(x.q.dtype())?;
-    let log_d = causal.where_cond(&log_d, &floor)?;
+    let causal = Tensor::from_vec(causal, (seq, seq), x.q.device())?.to_dtype(x.q.dtype())?;
+    let log_d = log_d.broadcast_add(&causal)?;
     // The initial state's weight exp(F_t + m_0 − m_t).
     let log_w0 = cum.broadcast_add(&m0.unsqueeze(2)?)?;
+    // The stabiliser: h does not depend on it (but for the ε), the carried state does (C and n are scaled
+    // by exp(−m)), so gradients go through it.
     let m = log_w0.maximum(&log_d.max_keepdim(3)?.squeeze(3)?)?; // (batch, heads, seq)
     let d = log_d.broadcast_sub(&m.unsqueeze(3)?)?.exp()?;
     let w0 = (&log_w0 - &m)?.exp()?.unsqueeze(3)?; // (batch, heads, seq, 1)
@@ -261,6 +267,25 @@ fn parallel(x: &Heads, state: [&Tensor; 3]) -> Result<(Tensor, [Tensor; 3])> {
     let n = (last_w0.squeeze(3)?.broadcast_mul(n0)? + last_d.matmul(&ks)?.squeeze(2)?)?;
     let m_last = m.narrow(2, seq - 1, 1)?.squeeze(2)?;
     Ok((h, [c, n, m_last]))
+}
+
+/// [`parallel`] on the fused op (f32 on the CPU).
+fn parallel_fused(x: &Heads, state: [&Tensor; 3]) -> Result<(Tensor, [Tensor; 3])> {
+    let [c0, n0, m0] = state;
+    let (batch, heads, seq, dh) = x.q.dims4()?;
+    let pairs = batch * heads;
+    let flat = |t: &Tensor, width: usize| t.contiguous()?.reshape((pairs, width));
+    let qkv = Tensor::stack(&[&x.q, &x.k, &x.v], 0)?.reshape((3, pairs, seq, dh))?;
+    let gates = Tensor::stack(&[&x.i, &x.f], 0)?.reshape((2, pairs, seq))?;
+    let packed = Tensor::cat(&[flat(c0, dh * dh)?, flat(n0, dh)?, flat(m0, 1)?], 1)?;
+    let op = super::mlstm_op::MlstmOp::new();
+    let res = qkv.apply_op3_arc(&gates, &packed, std::sync::Arc::new(Box::new(op)))?;
+    let part = |start: usize, len: usize| res.narrow(1, start, len);
+    let h = part(0, seq * dh)?.reshape((batch, heads, seq, dh))?;
+    let c = part(seq * dh, dh * dh)?.reshape((batch, heads, dh, dh))?;
+    let n = part(seq * dh + dh * dh, dh)?.reshape((batch, heads, dh))?;
+    let m = part(seq * dh + dh * dh + dh, 1)?.reshape((batch, heads))?;
+    Ok((h, [c, n, m]))
 }
 
 /// One recurrent step (seq 1 in `x`) from `[C, n, m]`: the output (batch, heads, 1, dh) and the state.
@@ -291,13 +316,14 @@ impl MlstmBlock {
         &self,
         xs: &Tensor,
         state: &[Tensor],
+        fused: bool,
         cell: impl Fn(&Heads, [&Tensor; 3]) -> Result<(Tensor, [Tensor; 3])>,
     ) -> Result<(Tensor, Vec<Tensor>)> {
         if state.len() != 4 {
             bail!("an mLSTM block's state has 4 tensors, got {}", state.len());
         }
         let normed = layer_norm(xs, &self.norm)?;
-        let (heads, xc, z, window) = self.project(&normed, &state[0])?;
+        let (heads, xc, z, window) = self.project(&normed, &state[0], fused)?;
         let [c, n, m] = self.cell_state(state)?;
         let (h, next) = cell(&heads, [&c, &n, &m])?;
         let out = self.finish(xs, &h, &xc, &z)?;
@@ -318,13 +344,17 @@ impl Core for MlstmBlock {
         &self,
         xs: &Tensor,
         state: &[Tensor],
-        _fused: bool,
+        fused: bool,
     ) -> Result<(Tensor, Vec<Tensor>)> {
-        self.run(xs, state, parallel)
+        if fused && xs.device().is_cpu() && xs.dtype() == candle_core::DType::F32 {
+            self.run(xs, state, true, parallel_fused)
+        } else {
+            self.run(xs, state, false, parallel)
+        }
     }
 
     fn step(&self, x: &Tensor, state: &[Tensor]) -> Result<(Tensor, Vec<Tensor>)> {
-        let (out, state) = self.run(&x.unsqueeze(1)?, state, recurrent_step)?;
+        let (out, state) = self.run(&x.unsqueeze(1)?, state, false, recurrent_step)?;
         Ok((out.squeeze(1)?, state))
     }
 }

@@ -33,6 +33,7 @@ use candle_nn::{Init, VarBuilder};
 use crate::cell::{Cell, CellSpec, CellState, MemorySlot};
 
 pub(crate) mod mlstm;
+mod mlstm_op;
 pub(crate) mod slstm;
 
 /// The causal convolutions' kernel size (the package's `conv1d_kernel_size` default).
@@ -404,8 +405,25 @@ impl CausalConv {
 
     /// SiLU(conv(xs)) over `xs` (batch, seq, width) after `window` (batch, (KERNEL − 1)·width), the inputs
     /// before it, oldest first; and the window after `xs`.
-    pub(crate) fn forward(&self, xs: &Tensor, window: &Tensor) -> Result<(Tensor, Tensor)> {
+    pub(crate) fn forward(
+        &self,
+        xs: &Tensor,
+        window: &Tensor,
+        fused: bool,
+    ) -> Result<(Tensor, Tensor)> {
         let (batch, seq, width) = xs.dims3()?;
+        if fused && xs.device().is_cpu() && xs.dtype() == DType::F32 {
+            let wb = Tensor::cat(&[self.weight.squeeze(1)?.t()?, self.bias.unsqueeze(0)?], 0)?;
+            let out = xs.contiguous()?.apply_op3_arc(
+                &window.contiguous()?,
+                &wb,
+                Arc::new(Box::new(ConvOp)),
+            )?;
+            let next = out
+                .narrow(1, seq, KERNEL - 1)?
+                .reshape((batch, (KERNEL - 1) * width))?;
+            return Ok((out.narrow(1, 0, seq)?, next));
+        }
         let past = window.reshape((batch, KERNEL - 1, width))?;
         let all = Tensor::cat(&[&past, xs], 1)?; // (batch, seq + K − 1, width)
         let w = self.weight.squeeze(1)?.t()?; // (KERNEL, width)
@@ -461,5 +479,206 @@ pub(crate) fn set_fresh(vb: &VarBuilder, name: &str, values: Vec<f32>) -> Result
         Ok(t)
     } else {
         Ok(v)
+    }
+}
+
+/// The causal convolution and its SiLU as one fused CPU op: (xs (batch, seq, F), window (batch, (K−1)·F),
+/// [weightᵀ; bias] (K + 1, F)) → (batch, seq + K − 1, F): SiLU(conv) of every step, then the new window.
+/// Threads split the batch rows; every loop runs along F. The backward recomputes the pre-activations.
+struct ConvOp;
+
+/// Row `r` of batch row `b` of the window followed by `xs` (F values).
+#[inline(always)]
+fn joined<'a>(
+    xs: &'a [f32],
+    window: &'a [f32],
+    seq: usize,
+    f: usize,
+    b: usize,
+    r: usize,
+) -> &'a [f32] {
+    if r < KERNEL - 1 {
+        &window[(b * (KERNEL - 1) + r) * f..(b * (KERNEL - 1) + r + 1) * f]
+    } else {
+        let t = b * seq + r - (KERNEL - 1);
+        &xs[t * f..(t + 1) * f]
+    }
+}
+
+/// The pre-activations of step `t` of row `b` into `acc` (F).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn conv_row(
+    xs: &[f32],
+    window: &[f32],
+    wb: &[f32],
+    seq: usize,
+    f: usize,
+    b: usize,
+    t: usize,
+    acc: &mut [f32],
+) {
+    acc.copy_from_slice(&wb[KERNEL * f..(KERNEL + 1) * f]);
+    for k in 0..KERNEL {
+        let (w, x) = (
+            &wb[k * f..(k + 1) * f],
+            joined(xs, window, seq, f, b, t + k),
+        );
+        for ((a, w), x) in acc.iter_mut().zip(w).zip(x) {
+            *a += w * x;
+        }
+    }
+}
+
+fn slices<'a>(ts: &'a [&'a Tensor]) -> Result<Vec<Vec<f32>>> {
+    ts.iter().map(|t| t.flatten_all()?.to_vec1()).collect()
+}
+
+impl candle_core::CustomOp3 for ConvOp {
+    fn name(&self) -> &'static str {
+        "seqlab-causal-conv"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &candle_core::CpuStorage,
+        l1: &candle_core::Layout,
+        s2: &candle_core::CpuStorage,
+        l2: &candle_core::Layout,
+        s3: &candle_core::CpuStorage,
+        l3: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let (batch, seq, f) = l1.shape().dims3()?;
+        if l2.shape().dims() != [batch, (KERNEL - 1) * f] || l3.shape().dims() != [KERNEL + 1, f] {
+            bail!(
+                "fused convolution: input {:?}, window {:?}, weights {:?}",
+                l1.shape(),
+                l2.shape(),
+                l3.shape()
+            );
+        }
+        let xs: &[f32] = crate::fused::contiguous(s1, l1, "convolution input")?;
+        let window: &[f32] = crate::fused::contiguous(s2, l2, "convolution window")?;
+        let wb: &[f32] = crate::fused::contiguous(s3, l3, "convolution weights")?;
+        let rows = seq + KERNEL - 1;
+        let mut out = vec![0.0f32; batch * rows * f];
+        let per = batch.div_ceil(candle_core::utils::get_num_threads().clamp(1, batch.max(1)));
+        std::thread::scope(|scope| {
+            for (i, block) in out.chunks_mut(per * rows * f).enumerate() {
+                scope.spawn(move || {
+                    for (local, out) in block.chunks_mut(rows * f).enumerate() {
+                        let b = i * per + local;
+                        for t in 0..seq {
+                            let y = &mut out[t * f..(t + 1) * f];
+                            conv_row(xs, window, wb, seq, f, b, t, y);
+                            for v in y.iter_mut() {
+                                *v *= crate::fused::math::sigmoid(*v);
+                            }
+                        }
+                        for r in 0..KERNEL - 1 {
+                            out[(seq + r) * f..(seq + r + 1) * f].copy_from_slice(joined(
+                                xs,
+                                window,
+                                seq,
+                                f,
+                                b,
+                                seq + r,
+                            ));
+                        }
+                    }
+                });
+            }
+        });
+        Ok((
+            candle_core::CpuStorage::F32(out),
+            candle_core::Shape::from((batch, rows, f)),
+        ))
+    }
+
+    fn bwd(
+        &self,
+        xs: &Tensor,
+        window: &Tensor,
+        wb: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (batch, seq, f) = xs.dims3()?;
+        let rows = seq + KERNEL - 1;
+        let v = slices(&[xs, window, wb, grad])?;
+        let (xv, wv, wbv, g) = (&v[0], &v[1], &v[2], &v[3]);
+        // Gradients of the joined rows (window then xs) per batch row, and per thread of the weights.
+        let mut dj = vec![0.0f32; batch * rows * f];
+        let per = batch.div_ceil(candle_core::utils::get_num_threads().clamp(1, batch.max(1)));
+        let dwbs: Vec<Vec<f32>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = dj
+                .chunks_mut(per * rows * f)
+                .enumerate()
+                .map(|(i, block)| {
+                    scope.spawn(move || {
+                        let mut dwb = vec![0.0f32; (KERNEL + 1) * f];
+                        let mut d = vec![0.0f32; f];
+                        for (local, dj) in block.chunks_mut(rows * f).enumerate() {
+                            let b = i * per + local;
+                            for t in 0..seq {
+                                conv_row(xv, wv, wbv, seq, f, b, t, &mut d);
+                                let gt = &g[(b * rows + t) * f..(b * rows + t + 1) * f];
+                                for (a, gv) in d.iter_mut().zip(gt) {
+                                    let s = crate::fused::math::sigmoid(*a);
+                                    *a = gv * s * (1.0 + *a * (1.0 - s));
+                                }
+                                for (x, dv) in dwb[KERNEL * f..].iter_mut().zip(&d) {
+                                    *x += dv;
+                                }
+                                for k in 0..KERNEL {
+                                    let x = joined(xv, wv, seq, f, b, t + k);
+                                    for ((acc, dv), xv) in
+                                        dwb[k * f..(k + 1) * f].iter_mut().zip(&d).zip(x)
+                                    {
+                                        *acc += dv * xv;
+                                    }
+                                    let w = &wbv[k * f..(k + 1) * f];
+                                    for ((acc, dv), wv) in
+                                        dj[(t + k) * f..(t + k + 1) * f].iter_mut().zip(&d).zip(w)
+                                    {
+                                        *acc += dv * wv;
+                                    }
+                                }
+                            }
+                            // The new window is rows seq .. seq + K − 1 of the joined input.
+                            for r in seq..rows {
+                                for (acc, gv) in dj[r * f..(r + 1) * f]
+                                    .iter_mut()
+                                    .zip(&g[(b * rows + r) * f..(b * rows + r + 1) * f])
+                                {
+                                    *acc += gv;
+                                }
+                            }
+                        }
+                        dwb
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        let mut dwb = vec![0.0f32; (KERNEL + 1) * f];
+        for part in &dwbs {
+            for (a, b) in dwb.iter_mut().zip(part) {
+                *a += b;
+            }
+        }
+        let dj = Tensor::from_vec(dj, (batch, rows, f), xs.device())?;
+        let dwindow = dj
+            .narrow(1, 0, KERNEL - 1)?
+            .reshape((batch, (KERNEL - 1) * f))?;
+        let dxs = dj.narrow(1, KERNEL - 1, seq)?;
+        Ok((
+            Some(dxs),
+            Some(dwindow),
+            Some(Tensor::from_vec(dwb, (KERNEL + 1, f), xs.device())?),
+        ))
     }
 }

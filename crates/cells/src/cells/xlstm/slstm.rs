@@ -179,7 +179,7 @@ impl Core for SlstmBlock {
             bail!("an sLSTM block's state has 5 tensors, got {}", state.len());
         };
         let normed = layer_norm(xs, &self.norm)?;
-        let (xc, window) = self.conv.forward(&normed, window)?;
+        let (xc, window) = self.conv.forward(&normed, window, fused)?;
         let pre = self.pre_activations(&normed, &xc)?;
         let on_cpu = fused && pre.device().is_cpu() && pre.dtype() == candle_core::DType::F32;
         let (hs, [h, c, n, m]) = if on_cpu {

@@ -1,0 +1,570 @@
+//! The mLSTM cell's parallel form as one fused CPU op with a hand-written backward: the same numbers as
+//! [`super::mlstm`]'s graph of candle ops (its reference), without the dozen passes candle's element-wise
+//! ops and their gradients make over each (seq × seq) decay matrix.
+//!
+//! Each (row, head) pair is independent: the threads split the pairs, and each pair runs its products
+//! (q·kᵀ, W·v and their gradients, seq × seq × dh) through the gemm crate and its element-wise math in
+//! plain loops. The op takes (q, k, v) stacked (3, P, seq, dh), the gate pre-activations (ĩ, f̃) stacked
+//! (2, P, seq), and the initial state packed per pair as [C (dh·dh) | n (dh) | m] (P, dh² + dh + 1); it
+//! returns per pair [h (seq·dh) | C | n | m] (P, seq·dh + dh² + dh + 1).
+
+use std::sync::Mutex;
+
+use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
+
+use crate::fused::gemm::{matmul, MatRef};
+use crate::fused::pool;
+
+/// The package's ε.
+const EPS: f32 = 1e-6;
+
+/// Sizes.
+#[derive(Debug, Clone, Copy)]
+struct Dims {
+    seq: usize,
+    dh: usize,
+}
+
+impl Dims {
+    fn state(&self) -> usize {
+        self.dh * self.dh + self.dh + 1
+    }
+    fn out(&self) -> usize {
+        self.seq * self.dh + self.state()
+    }
+}
+
+/// Per pair, kept for the backward pass: D (seq²), then m, w0, den, den', argmax (seq each).
+struct Saved {
+    per_pair: Vec<f32>,
+}
+
+fn saved_len(d: Dims) -> usize {
+    d.seq * d.seq + 5 * d.seq
+}
+
+pub(crate) struct MlstmOp {
+    saved: Mutex<Option<Saved>>,
+}
+
+impl MlstmOp {
+    pub(crate) fn new() -> Self {
+        Self {
+            saved: Mutex::new(None),
+        }
+    }
+}
+
+fn poisoned<T>(_: T) -> candle_core::Error {
+    candle_core::Error::Msg("the fused mLSTM's saved state is poisoned".into())
+}
+
+fn log_sigmoid(x: f32) -> f32 {
+    x.min(0.0) - (-x.abs()).exp().ln_1p()
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// `dst (rows × cols) = a (rows × k) · b (k × cols)`, all row-major and dense; `bt`: b given as (cols × k).
+#[allow(clippy::too_many_arguments)]
+fn mm(
+    dst: &mut [f32],
+    a: &[f32],
+    at: bool,
+    b: &[f32],
+    bt: bool,
+    rows: usize,
+    k: usize,
+    cols: usize,
+    acc: bool,
+) {
+    let lhs = if at {
+        MatRef::rows(a, k, rows, rows).t()
+    } else {
+        MatRef::rows(a, rows, k, k)
+    };
+    let rhs = if bt {
+        MatRef::rows(b, cols, k, k).t()
+    } else {
+        MatRef::rows(b, k, cols, cols)
+    };
+    matmul(dst, cols, lhs, rhs, acc, 1);
+}
+
+/// Forward of one pair: `q, k, v` (seq × dh), `gi, gf` (seq), `state` [C | n | m] → `out` [h | C | n | m],
+/// `saved`.
+#[allow(clippy::too_many_arguments)]
+fn forward_pair(
+    d: Dims,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    gi: &[f32],
+    gf: &[f32],
+    state: &[f32],
+    out: &mut [f32],
+    saved: &mut [f32],
+) {
+    let (s, dh) = (d.seq, d.dh);
+    let (c0, rest) = state.split_at(dh * dh);
+    let (n0, m0) = rest.split_at(dh);
+    let m0 = m0[0];
+    let (dmat, rest) = saved.split_at_mut(s * s);
+    let (m, rest) = rest.split_at_mut(s);
+    let (w0, rest) = rest.split_at_mut(s);
+    let (den, rest) = rest.split_at_mut(s);
+    let (denp, am) = rest.split_at_mut(s);
+    let scale = 1.0 / (dh as f32).sqrt();
+    let ks: Vec<f32> = k.iter().map(|x| x * scale).collect();
+    let mut cum = vec![0.0f32; s];
+    let mut acc = 0.0f32;
+    for t in 0..s {
+        acc += log_sigmoid(gf[t]);
+        cum[t] = acc;
+    }
+    for t in 0..s {
+        let row = &mut dmat[t * s..(t + 1) * s];
+        let a0 = cum[t] + m0;
+        let (mut best, mut arg) = (a0, -1.0f32);
+        for j in 0..=t {
+            let l = cum[t] - cum[j] + gi[j];
+            row[j] = l;
+            if l > best {
+                best = l;
+                arg = j as f32;
+            }
+        }
+        m[t] = best;
+        am[t] = arg;
+        for x in row[..=t].iter_mut() {
+            *x = (*x - best).exp();
+        }
+        row[t + 1..].fill(0.0);
+        w0[t] = (a0 - best).exp();
+    }
+    // W = (q·ksᵀ) ∘ D.
+    let mut w = vec![0.0f32; s * s];
+    mm(&mut w, q, false, &ks, true, s, dh, s, false);
+    for (x, dd) in w.iter_mut().zip(dmat.iter()) {
+        *x *= dd;
+    }
+    let (h, fin) = out.split_at_mut(s * dh);
+    // num = W·v + w0 ∘ (q·C0).
+    let mut qc = vec![0.0f32; s * dh];
+    mm(&mut qc, q, false, c0, false, s, dh, dh, false);
+    mm(h, &w, false, v, false, s, s, dh, false);
+    for t in 0..s {
+        let qn: f32 = q[t * dh..(t + 1) * dh]
+            .iter()
+            .zip(n0)
+            .map(|(a, b)| a * b)
+            .sum();
+        let rowsum: f32 = w[t * s..t * s + t + 1].iter().sum();
+        den[t] = rowsum + w0[t] * qn;
+        denp[t] = den[t].abs().max((-m[t]).exp()) + EPS;
+        for a in 0..dh {
+            let x = &mut h[t * dh + a];
+            *x = (*x + w0[t] * qc[t * dh + a]) / denp[t];
+        }
+    }
+    // The state after the last step.
+    let last = s - 1;
+    let dl = &dmat[last * s..];
+    let mut scaled = vec![0.0f32; s * dh];
+    for j in 0..s {
+        for a in 0..dh {
+            scaled[j * dh + a] = ks[j * dh + a] * dl[j];
+        }
+    }
+    let (cf, rest) = fin.split_at_mut(dh * dh);
+    let (nf, mf) = rest.split_at_mut(dh);
+    mm(cf, &scaled, true, v, false, dh, s, dh, false);
+    for (x, c) in cf.iter_mut().zip(c0) {
+        *x += w0[last] * c;
+    }
+    for a in 0..dh {
+        nf[a] = w0[last] * n0[a] + (0..s).map(|j| scaled[j * dh + a]).sum::<f32>();
+    }
+    mf[0] = m[last];
+}
+
+/// Backward of one pair: from the output's gradient `dout` [dh | dC | dn | dm] to the gradients of q, k,
+/// v, the gates and the initial state.
+#[allow(clippy::too_many_arguments)]
+fn backward_pair(
+    d: Dims,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    gf: &[f32],
+    state: &[f32],
+    out: &[f32],
+    saved: &[f32],
+    dout: &[f32],
+    dq: &mut [f32],
+    dk: &mut [f32],
+    dv: &mut [f32],
+    dgi: &mut [f32],
+    dgf: &mut [f32],
+    dstate: &mut [f32],
+) {
+    let (s, dh) = (d.seq, d.dh);
+    let (c0, rest) = state.split_at(dh * dh);
+    let (n0, _) = rest.split_at(dh);
+    let (dmat, rest) = saved.split_at(s * s);
+    let (m, rest) = rest.split_at(s);
+    let (w0, rest) = rest.split_at(s);
+    let (den, rest) = rest.split_at(s);
+    let (denp, am) = rest.split_at(s);
+    let h = &out[..s * dh];
+    let (dh_out, rest) = dout.split_at(s * dh);
+    let (dcf, rest) = rest.split_at(dh * dh);
+    let (dnf, dmf) = rest.split_at(dh);
+    let (dc0, rest) = dstate.split_at_mut(dh * dh);
+    let (dn0, dm0) = rest.split_at_mut(dh);
+    let scale = 1.0 / (dh as f32).sqrt();
+    let ks: Vec<f32> = k.iter().map(|x| x * scale).collect();
+    let mut sm = vec![0.0f32; s * s];
+    mm(&mut sm, q, false, &ks, true, s, dh, s, false);
+    let w: Vec<f32> = sm.iter().zip(dmat).map(|(a, b)| a * b).collect();
+    let mut qc = vec![0.0f32; s * dh];
+    mm(&mut qc, q, false, c0, false, s, dh, dh, false);
+
+    let mut dnum = vec![0.0f32; s * dh];
+    let mut dden = vec![0.0f32; s];
+    let mut dm = vec![0.0f32; s];
+    for t in 0..s {
+        let row = t * dh..(t + 1) * dh;
+        let dot: f32 = dh_out[row.clone()]
+            .iter()
+            .zip(&h[row.clone()])
+            .map(|(a, b)| a * b)
+            .sum();
+        let ddenp = -dot / denp[t];
+        let floor = (-m[t]).exp();
+        if den[t].abs() >= floor {
+            dden[t] = ddenp * den[t].signum();
+        } else {
+            dm[t] = -floor * ddenp;
+        }
+        for (x, g) in dnum[row.clone()].iter_mut().zip(&dh_out[row]) {
+            *x = g / denp[t];
+        }
+    }
+    // dW = dnum·vᵀ + dden (each row).
+    let mut dw = vec![0.0f32; s * s];
+    mm(&mut dw, &dnum, false, v, true, s, dh, s, false);
+    for t in 0..s {
+        for x in dw[t * s..(t + 1) * s].iter_mut() {
+            *x += dden[t];
+        }
+    }
+    // dv = Wᵀ·dnum.
+    mm(dv, &w, true, &dnum, false, s, s, dh, false);
+    // The initial state's terms: num += w0 ∘ (q·C0), den += w0 ∘ (q·n0).
+    let mut dw0 = vec![0.0f32; s];
+    let mut scaled = vec![0.0f32; s * dh]; // diag(w0)·dnum
+    for t in 0..s {
+        let qn: f32 = q[t * dh..(t + 1) * dh]
+            .iter()
+            .zip(n0)
+            .map(|(a, b)| a * b)
+            .sum();
+        let dq_c: f32 = dnum[t * dh..(t + 1) * dh]
+            .iter()
+            .zip(&qc[t * dh..(t + 1) * dh])
+            .map(|(a, b)| a * b)
+            .sum();
+        dw0[t] = dq_c + dden[t] * qn;
+        for a in 0..dh {
+            scaled[t * dh + a] = w0[t] * dnum[t * dh + a];
+        }
+    }
+    // dq = diag(w0)·dnum·C0ᵀ + (dden ∘ w0)·n0ᵀ; dC0 = qᵀ·diag(w0)·dnum; dn0 = Σ dden·w0·q.
+    mm(dq, &scaled, false, c0, true, s, dh, dh, false);
+    mm(dc0, q, true, &scaled, false, dh, s, dh, false);
+    dn0.fill(0.0);
+    for t in 0..s {
+        let g = dden[t] * w0[t];
+        for a in 0..dh {
+            dq[t * dh + a] += g * n0[a];
+            dn0[a] += g * q[t * dh + a];
+        }
+    }
+    // The final state: C = w0_L C0 + Σ_j D_Lj ks_j v_jᵀ, n = w0_L n0 + Σ_j D_Lj ks_j, m = m_L.
+    let last = s - 1;
+    let mut dd_last = vec![0.0f32; s];
+    let mut dks = vec![0.0f32; s * dh];
+    {
+        let mut mv = vec![0.0f32; s * dh]; // v·dCᵀ: row j = dC·v_j
+        mm(&mut mv, v, false, dcf, true, s, dh, dh, false);
+        let mut nk = vec![0.0f32; s * dh]; // ks·dC: row j = dCᵀ·ks_j
+        mm(&mut nk, &ks, false, dcf, false, s, dh, dh, false);
+        let dl = &dmat[last * s..];
+        for j in 0..s {
+            let mut acc = 0.0f32;
+            for a in 0..dh {
+                let g = mv[j * dh + a] + dnf[a];
+                acc += ks[j * dh + a] * g;
+                dks[j * dh + a] += dl[j] * g;
+                dv[j * dh + a] += dl[j] * nk[j * dh + a];
+            }
+            dd_last[j] = acc;
+        }
+        for (x, g) in dc0.iter_mut().zip(dcf) {
+            *x += w0[last] * g;
+        }
+        for a in 0..dh {
+            dn0[a] += w0[last] * dnf[a];
+        }
+        let dot_c: f32 = dcf.iter().zip(c0).map(|(a, b)| a * b).sum();
+        let dot_n: f32 = dnf.iter().zip(n0).map(|(a, b)| a * b).sum();
+        dw0[last] += dot_c + dot_n;
+        dm[last] += dmf[0];
+    }
+    // dSm = dW ∘ D → dq += dSm·ks, dks += dSmᵀ·q; dD = dW ∘ Sm (+ the last row's), dlogD = dD ∘ D.
+    let mut dsm = vec![0.0f32; s * s];
+    let mut dlog = vec![0.0f32; s * s];
+    for t in 0..s {
+        for j in 0..=t {
+            let i = t * s + j;
+            dsm[i] = dw[i] * dmat[i];
+            dlog[i] = dw[i] * sm[i] * dmat[i];
+        }
+    }
+    for (j, extra) in dd_last.iter().enumerate() {
+        dlog[last * s + j] += extra * dmat[last * s + j];
+    }
+    mm(dq, &dsm, false, &ks, false, s, s, dh, true);
+    mm(&mut dks, &dsm, true, q, false, s, s, dh, true);
+    for (x, g) in dk.iter_mut().zip(&dks) {
+        *x = g * scale;
+    }
+    // m_t: D and w0 depend on it; it is the largest of a0_t and logD[t, ·].
+    let mut da0 = vec![0.0f32; s];
+    for t in 0..s {
+        let row_sum: f32 = dlog[t * s..t * s + t + 1].iter().sum();
+        da0[t] = dw0[t] * w0[t];
+        let total = dm[t] - row_sum - da0[t];
+        if am[t] < 0.0 {
+            da0[t] += total;
+        } else {
+            dlog[t * s + am[t] as usize] += total;
+        }
+    }
+    // logD[t, j] = F_t − F_j + ĩ_j; a0_t = F_t + m0; F = cumsum(log σ(f̃)).
+    let mut dcum = vec![0.0f32; s];
+    dgi.fill(0.0);
+    for t in 0..s {
+        let mut row_sum = 0.0f32;
+        for j in 0..=t {
+            let g = dlog[t * s + j];
+            row_sum += g;
+            dcum[j] -= g;
+            dgi[j] += g;
+        }
+        dcum[t] += row_sum + da0[t];
+    }
+    dm0[0] = da0.iter().sum();
+    let mut acc = 0.0f32;
+    for t in (0..s).rev() {
+        acc += dcum[t];
+        dgf[t] = acc * sigmoid(-gf[t]);
+    }
+}
+
+fn cpu<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    crate::fused::contiguous(s, l, what)
+}
+
+/// Pairs per thread.
+fn per_thread(pairs: usize) -> usize {
+    let threads = candle_core::utils::get_num_threads().clamp(1, pairs.max(1));
+    pairs.div_ceil(threads)
+}
+
+impl CustomOp3 for MlstmOp {
+    fn name(&self) -> &'static str {
+        "seqlab-mlstm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (three, pairs, seq, dh) = l1.shape().dims4()?;
+        let d = Dims { seq, dh };
+        if three != 3
+            || l2.shape().dims() != [2, pairs, seq]
+            || l3.shape().dims() != [pairs, d.state()]
+        {
+            bail!(
+                "fused mLSTM: q, k, v {:?}, gates {:?}, state {:?}",
+                l1.shape(),
+                l2.shape(),
+                l3.shape()
+            );
+        }
+        let qkv = cpu(s1, l1, "q, k, v")?;
+        let gates = cpu(s2, l2, "gates")?;
+        let state = cpu(s3, l3, "state")?;
+        let mut out = vec![0.0f32; pairs * d.out()];
+        let mut saved = pool::take(pairs * saved_len(d));
+        let n = per_thread(pairs);
+        let sd = seq * dh;
+        std::thread::scope(|scope| {
+            for (i, (out, saved)) in out
+                .chunks_mut(n * d.out())
+                .zip(saved.chunks_mut(n * saved_len(d)))
+                .enumerate()
+            {
+                scope.spawn(move || {
+                    for (local, (out, saved)) in out
+                        .chunks_mut(d.out())
+                        .zip(saved.chunks_mut(saved_len(d)))
+                        .enumerate()
+                    {
+                        let p = i * n + local;
+                        let at = |k: usize| &qkv[(k * pairs + p) * sd..(k * pairs + p + 1) * sd];
+                        let gate =
+                            |k: usize| &gates[(k * pairs + p) * seq..(k * pairs + p + 1) * seq];
+                        forward_pair(
+                            d,
+                            at(0),
+                            at(1),
+                            at(2),
+                            gate(0),
+                            gate(1),
+                            &state[p * d.state()..(p + 1) * d.state()],
+                            out,
+                            saved,
+                        );
+                    }
+                });
+            }
+        });
+        *self.saved.lock().map_err(poisoned)? = Some(Saved { per_pair: saved });
+        Ok((CpuStorage::F32(out), Shape::from((pairs, d.out()))))
+    }
+
+    fn bwd(
+        &self,
+        qkv: &Tensor,
+        gates: &Tensor,
+        state: &Tensor,
+        res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (_, pairs, seq, dh) = qkv.dims4()?;
+        let d = Dims { seq, dh };
+        let device = qkv.device().clone();
+        let Some(saved) = self.saved.lock().map_err(poisoned)?.take() else {
+            bail!("the fused mLSTM's backward pass ran twice on one forward pass");
+        };
+        let tensors = [
+            qkv.contiguous()?,
+            gates.contiguous()?,
+            state.contiguous()?,
+            res.contiguous()?,
+            grad_res.contiguous()?,
+        ];
+        let guards: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
+        let mut slices = Vec::with_capacity(5);
+        for (g, what) in
+            guards
+                .iter()
+                .zip(["q, k, v", "gates", "state", "outputs", "output gradient"])
+        {
+            let Storage::Cpu(s) = &*g.0 else {
+                bail!("the fused mLSTM runs on the CPU only");
+            };
+            slices.push(cpu(s, g.1, what)?);
+        }
+        let (qkv, gates, state, res, dres) =
+            (slices[0], slices[1], slices[2], slices[3], slices[4]);
+        let sd = seq * dh;
+        let mut dqkv = vec![0.0f32; 3 * pairs * sd];
+        let mut dgates = vec![0.0f32; 2 * pairs * seq];
+        let mut dstate = vec![0.0f32; pairs * d.state()];
+        // Per pair, the gradients are written into per-thread blocks, then placed.
+        let n = per_thread(pairs);
+        let blocks: Vec<(usize, Vec<f32>, Vec<f32>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..pairs.div_ceil(n))
+                .map(|i| {
+                    let saved = &saved.per_pair;
+                    scope.spawn(move || {
+                        let (p0, p1) = (i * n, ((i + 1) * n).min(pairs));
+                        let count = p1 - p0;
+                        let mut grads = vec![0.0f32; count * (3 * sd + 2 * seq)];
+                        let mut ds = vec![0.0f32; count * d.state()];
+                        for (local, (g, ds)) in grads
+                            .chunks_mut(3 * sd + 2 * seq)
+                            .zip(ds.chunks_mut(d.state()))
+                            .enumerate()
+                        {
+                            let p = p0 + local;
+                            let at =
+                                |k: usize| &qkv[(k * pairs + p) * sd..(k * pairs + p + 1) * sd];
+                            let (gq, rest) = g.split_at_mut(sd);
+                            let (gk, rest) = rest.split_at_mut(sd);
+                            let (gv, rest) = rest.split_at_mut(sd);
+                            let (gi, gf) = rest.split_at_mut(seq);
+                            backward_pair(
+                                d,
+                                at(0),
+                                at(1),
+                                at(2),
+                                &gates[(pairs + p) * seq..(pairs + p + 1) * seq],
+                                &state[p * d.state()..(p + 1) * d.state()],
+                                &res[p * d.out()..(p + 1) * d.out()],
+                                &saved[p * saved_len(d)..(p + 1) * saved_len(d)],
+                                &dres[p * d.out()..(p + 1) * d.out()],
+                                gq,
+                                gk,
+                                gv,
+                                gi,
+                                gf,
+                                ds,
+                            );
+                        }
+                        (p0, grads, ds)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        for (p0, grads, ds) in blocks {
+            let count = ds.len() / d.state();
+            for local in 0..count {
+                let p = p0 + local;
+                let g = &grads[local * (3 * sd + 2 * seq)..(local + 1) * (3 * sd + 2 * seq)];
+                for k in 0..3 {
+                    dqkv[(k * pairs + p) * sd..(k * pairs + p + 1) * sd]
+                        .copy_from_slice(&g[k * sd..(k + 1) * sd]);
+                }
+                for k in 0..2 {
+                    dgates[(k * pairs + p) * seq..(k * pairs + p + 1) * seq]
+                        .copy_from_slice(&g[3 * sd + k * seq..3 * sd + (k + 1) * seq]);
+                }
+            }
+            let start = p0 * d.state();
+            dstate[start..start + ds.len()].copy_from_slice(&ds);
+        }
+        pool::give(saved.per_pair);
+        Ok((
+            Some(Tensor::from_vec(dqkv, (3, pairs, seq, dh), &device)?),
+            Some(Tensor::from_vec(dgates, (2, pairs, seq), &device)?),
+            Some(Tensor::from_vec(dstate, (pairs, d.state()), &device)?),
+        ))
+    }
+}
