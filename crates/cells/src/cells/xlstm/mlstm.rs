@@ -28,8 +28,8 @@ use candle_core::{bail, Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 
 use super::{
-    head_norm, headwise, layer_norm, norm_weight, set_fresh, slot, small_init, up_width, wang_init,
-    BlockKind, CausalConv, Core, Plan, KERNEL,
+    headwise, norm, norm_weight, set_fresh, slot, small_init, up_width, wang_init, BlockKind,
+    CausalConv, Core, Plan, KERNEL,
 };
 use crate::cell::MemorySlot;
 
@@ -165,7 +165,11 @@ impl MlstmBlock {
         let z = up.narrow(D::Minus1, self.inner, self.inner)?;
         let (xc, window) = self.conv.forward(&xm.contiguous()?, window, fused)?;
         let [wq, wk, wv] = &self.qkv;
-        let (q, k, v) = (headwise(&xc, wq)?, headwise(&xc, wk)?, headwise(&xm, wv)?);
+        let (q, k, v) = (
+            headwise(&xc, wq, fused)?,
+            headwise(&xc, wk, fused)?,
+            headwise(&xm, wv, fused)?,
+        );
         let qkv = Tensor::cat(&[&q, &k, &v], D::Minus1)?;
         let gate = |(w, b): &(Tensor, Tensor)| -> Result<Tensor> {
             crate::linear(&qkv, w, Some(b))?
@@ -188,10 +192,17 @@ impl MlstmBlock {
     }
 
     /// From the cell's output (batch, heads, seq, dh) to the block's output.
-    fn finish(&self, xs: &Tensor, h: &Tensor, xc: &Tensor, z: &Tensor) -> Result<Tensor> {
+    fn finish(
+        &self,
+        xs: &Tensor,
+        h: &Tensor,
+        xc: &Tensor,
+        z: &Tensor,
+        fused: bool,
+    ) -> Result<Tensor> {
         let (batch, _, seq, _) = h.dims4()?;
         let h = h.transpose(1, 2)?.reshape((batch, seq, self.inner))?;
-        let h = head_norm(&h, &self.outnorm, self.heads)?;
+        let h = norm(&h, &self.outnorm, self.heads, fused)?;
         let h = (h + xc.broadcast_mul(&self.skip)?)?;
         let h = (h * candle_nn::ops::silu(z)?)?;
         xs + crate::linear(&h, &self.proj_down, None)?
@@ -322,11 +333,11 @@ impl MlstmBlock {
         if state.len() != 4 {
             bail!("an mLSTM block's state has 4 tensors, got {}", state.len());
         }
-        let normed = layer_norm(xs, &self.norm)?;
+        let normed = norm(xs, &self.norm, 1, fused)?;
         let (heads, xc, z, window) = self.project(&normed, &state[0], fused)?;
         let [c, n, m] = self.cell_state(state)?;
         let (h, next) = cell(&heads, [&c, &n, &m])?;
-        let out = self.finish(xs, &h, &xc, &z)?;
+        let out = self.finish(xs, &h, &xc, &z, fused)?;
         Ok((out, self.slots_of(window, next)?))
     }
 }

@@ -34,6 +34,7 @@ use crate::cell::{Cell, CellSpec, CellState, MemorySlot};
 
 pub(crate) mod mlstm;
 mod mlstm_op;
+mod ops;
 pub(crate) mod slstm;
 
 /// The causal convolutions' kernel size (the package's `conv1d_kernel_size` default).
@@ -334,7 +335,7 @@ pub(crate) fn wang_init(dim: usize, blocks: usize) -> Init {
 }
 
 /// The package's `LayerNorm` (no bias, weight stored as the offset from 1) over the last dimension.
-pub(crate) fn layer_norm(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+fn layer_norm(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
     let mean = x.mean_keepdim(D::Minus1)?;
     let centred = x.broadcast_sub(&mean)?;
     let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
@@ -345,7 +346,7 @@ pub(crate) fn layer_norm(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
 
 /// The package's `MultiHeadLayerNorm`: a layer norm over each head's `width / heads` features of `x`
 /// (…, width), then the per-feature scale `1 + weight`.
-pub(crate) fn head_norm(x: &Tensor, weight: &Tensor, heads: usize) -> Result<Tensor> {
+fn head_norm(x: &Tensor, weight: &Tensor, heads: usize) -> Result<Tensor> {
     let dims = x.dims().to_vec();
     let width = *dims.last().unwrap_or(&0);
     let mut split = dims[..dims.len() - 1].to_vec();
@@ -360,6 +361,57 @@ pub(crate) fn head_norm(x: &Tensor, weight: &Tensor, heads: usize) -> Result<Ten
         .broadcast_mul(&(weight + 1.0)?)
 }
 
+/// Whether the fused ops apply to `x`: asked for, f32 on the CPU.
+fn on_cpu(x: &Tensor, fused: bool) -> bool {
+    fused && x.device().is_cpu() && x.dtype() == DType::F32
+}
+
+/// `x` (…, width) as (rows, width), contiguous, for a fused op; and the shape to restore.
+fn as_rows(x: &Tensor) -> Result<(Tensor, Vec<usize>)> {
+    let dims = x.dims().to_vec();
+    let width = *dims.last().unwrap_or(&1);
+    Ok((
+        x.contiguous()?
+            .reshape(((x.elem_count() / width.max(1)), width))?,
+        dims,
+    ))
+}
+
+/// The package's norms: `LayerNorm` (`heads` 1) or `MultiHeadLayerNorm`, on the fused op when `fused`
+/// applies, else as candle ops.
+pub(crate) fn norm(x: &Tensor, weight: &Tensor, heads: usize, fused: bool) -> Result<Tensor> {
+    if on_cpu(x, fused) {
+        let (rows, dims) = as_rows(x)?;
+        return rows
+            .apply_op2_arc(
+                &weight.contiguous()?,
+                Arc::new(Box::new(ops::NormOp { heads })),
+            )?
+            .reshape(dims);
+    }
+    if heads == 1 {
+        layer_norm(x, weight)
+    } else {
+        head_norm(x, weight, heads)
+    }
+}
+
+/// The package's `LinearHeadwiseExpand` without bias (weight (heads, out, in)), on the fused op when
+/// `fused` applies, else as candle ops.
+pub(crate) fn headwise(x: &Tensor, weight: &Tensor, fused: bool) -> Result<Tensor> {
+    if on_cpu(x, fused) {
+        let (rows, mut dims) = as_rows(x)?;
+        let (heads, out, _) = weight.dims3()?;
+        if let Some(last) = dims.last_mut() {
+            *last = heads * out;
+        }
+        return rows
+            .apply_op2_arc(&weight.contiguous()?, Arc::new(Box::new(ops::HeadwiseOp)))?
+            .reshape(dims);
+    }
+    headwise_graph(x, weight)
+}
+
 /// A residual-weight norm parameter `name.weight` (width,), zero (a scale of 1) as the package initialises
 /// it.
 pub(crate) fn norm_weight(vb: &VarBuilder, name: &str, width: usize) -> Result<Tensor> {
@@ -369,7 +421,7 @@ pub(crate) fn norm_weight(vb: &VarBuilder, name: &str, width: usize) -> Result<T
 
 /// The package's `LinearHeadwiseExpand` without bias: weight (heads, out, in) applied to each head's slice
 /// of `x` (…, heads·in) → (…, heads·out).
-pub(crate) fn headwise(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+fn headwise_graph(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
     let (heads, out, inp) = weight.dims3()?;
     let dims = x.dims().to_vec();
     let rows: usize = dims[..dims.len() - 1].iter().product();

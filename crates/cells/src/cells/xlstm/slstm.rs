@@ -26,8 +26,8 @@ use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Storage, T
 use candle_nn::{Init, VarBuilder};
 
 use super::{
-    head_norm, headwise, layer_norm, norm_weight, set_fresh, slot, small_init, up_width, wang_init,
-    BlockKind, CausalConv, Core, Plan, KERNEL,
+    headwise, norm, norm_weight, set_fresh, slot, small_init, up_width, wang_init, BlockKind,
+    CausalConv, Core, Plan, KERNEL,
 };
 use crate::cell::MemorySlot;
 use crate::fused::gemm::{matmul, MatRef};
@@ -138,14 +138,14 @@ impl SlstmBlock {
 
     /// The gate pre-activations of every step, (batch, seq, 4·H) gate-major with the bias, from the
     /// normalised input `n` and its convolution `xc`.
-    fn pre_activations(&self, n: &Tensor, xc: &Tensor) -> Result<Tensor> {
+    fn pre_activations(&self, n: &Tensor, xc: &Tensor, fused: bool) -> Result<Tensor> {
         let [gi, gf, gz, go] = &self.gates;
         let pre = Tensor::cat(
             &[
-                headwise(xc, gi)?,
-                headwise(xc, gf)?,
-                headwise(n, gz)?,
-                headwise(n, go)?,
+                headwise(xc, gi, fused)?,
+                headwise(xc, gf, fused)?,
+                headwise(n, gz, fused)?,
+                headwise(n, go, fused)?,
             ],
             D::Minus1,
         )?;
@@ -178,17 +178,17 @@ impl Core for SlstmBlock {
         let [window, h, c, n, m] = state else {
             bail!("an sLSTM block's state has 5 tensors, got {}", state.len());
         };
-        let normed = layer_norm(xs, &self.norm)?;
+        let normed = norm(xs, &self.norm, 1, fused)?;
         let (xc, window) = self.conv.forward(&normed, window, fused)?;
-        let pre = self.pre_activations(&normed, &xc)?;
+        let pre = self.pre_activations(&normed, &xc, fused)?;
         let on_cpu = fused && pre.device().is_cpu() && pre.dtype() == candle_core::DType::F32;
         let (hs, [h, c, n, m]) = if on_cpu {
             recurrence_fused(&pre, &self.recurrent, [h, c, n, m], self.heads)?
         } else {
             recurrence(&pre, &self.recurrent, [h, c, n, m], self.heads)?
         };
-        let a = (xs + head_norm(&hs, &self.group_norm, self.heads)?)?;
-        let out = (&a + self.ffn(&layer_norm(&a, &self.ffn_norm)?)?)?;
+        let a = (xs + norm(&hs, &self.group_norm, self.heads, fused)?)?;
+        let out = (&a + self.ffn(&norm(&a, &self.ffn_norm, 1, fused)?)?)?;
         Ok((out, vec![window, h, c, n, m]))
     }
 

@@ -1,0 +1,234 @@
+//! Fused CPU ops for the xLSTM layers' element-wise parts: the per-head norm and the block-diagonal
+//! projections, each one pass forward and one back (candle's graph makes a handful of passes over the
+//! (batch · seq, width) tensors for each, and as many for their gradients). The graphs of candle ops in
+//! [`super`] are their reference.
+
+use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+
+use crate::fused::gemm::{matmul, MatRef};
+
+/// The package's norm epsilon.
+const EPS: f32 = 1e-5;
+
+fn cpu<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    crate::fused::contiguous(s, l, what)
+}
+
+fn values(t: &Tensor) -> Result<Vec<f32>> {
+    t.flatten_all()?.to_vec1()
+}
+
+/// Rows per thread for `rows` rows.
+fn per_thread(rows: usize) -> usize {
+    rows.div_ceil(candle_core::utils::get_num_threads().clamp(1, rows.max(1)))
+}
+
+/// The package's `MultiHeadLayerNorm` (its `LayerNorm` with one head): `x` (rows, width) normalised over
+/// each head's `width / heads` features, times `1 + weight`.
+pub(crate) struct NormOp {
+    pub(crate) heads: usize,
+}
+
+/// x̂ of one head's features and 1/σ.
+#[inline(always)]
+fn normalise(x: &[f32], out: &mut [f32]) -> f32 {
+    let n = x.len() as f32;
+    let mean = x.iter().sum::<f32>() / n;
+    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let inv = 1.0 / (var + EPS).sqrt();
+    for (o, v) in out.iter_mut().zip(x) {
+        *o = (v - mean) * inv;
+    }
+    inv
+}
+
+impl CustomOp2 for NormOp {
+    fn name(&self) -> &'static str {
+        "seqlab-head-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (rows, width) = l1.shape().dims2()?;
+        if l2.shape().dims() != [width] || !width.is_multiple_of(self.heads) {
+            bail!(
+                "fused norm: input {:?}, weight {:?}, {} heads",
+                l1.shape(),
+                l2.shape(),
+                self.heads
+            );
+        }
+        let x = cpu(s1, l1, "norm input")?;
+        let w = cpu(s2, l2, "norm weight")?;
+        let dh = width / self.heads;
+        let mut out = vec![0.0f32; rows * width];
+        let per = per_thread(rows);
+        std::thread::scope(|scope| {
+            for (i, block) in out.chunks_mut(per * width).enumerate() {
+                scope.spawn(move || {
+                    for (local, y) in block.chunks_mut(width).enumerate() {
+                        let r = i * per + local;
+                        for (xh, yh) in x[r * width..(r + 1) * width]
+                            .chunks(dh)
+                            .zip(y.chunks_mut(dh))
+                        {
+                            normalise(xh, yh);
+                        }
+                        for (v, wv) in y.iter_mut().zip(w) {
+                            *v *= 1.0 + wv;
+                        }
+                    }
+                });
+            }
+        });
+        Ok((CpuStorage::F32(out), Shape::from((rows, width))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (rows, width) = x.dims2()?;
+        let dh = width / self.heads;
+        let (xv, wv, gv) = (values(x)?, values(w)?, values(grad)?);
+        let mut dx = vec![0.0f32; rows * width];
+        let per = per_thread(rows);
+        let partial: Vec<Vec<f32>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = dx
+                .chunks_mut(per * width)
+                .enumerate()
+                .map(|(i, block)| {
+                    let (xv, wv, gv) = (&xv, &wv, &gv);
+                    scope.spawn(move || {
+                        let mut dw = vec![0.0f32; width];
+                        let mut xhat = vec![0.0f32; dh];
+                        let mut g = vec![0.0f32; dh];
+                        for (local, dxr) in block.chunks_mut(width).enumerate() {
+                            let r = i * per + local;
+                            for h in 0..self.heads {
+                                let span = r * width + h * dh..r * width + (h + 1) * dh;
+                                let inv = normalise(&xv[span.clone()], &mut xhat);
+                                let dy = &gv[span];
+                                for j in 0..dh {
+                                    g[j] = dy[j] * (1.0 + wv[h * dh + j]);
+                                    dw[h * dh + j] += dy[j] * xhat[j];
+                                }
+                                let n = dh as f32;
+                                let mean_g = g.iter().sum::<f32>() / n;
+                                let mean_gx =
+                                    g.iter().zip(&xhat).map(|(a, b)| a * b).sum::<f32>() / n;
+                                for j in 0..dh {
+                                    dxr[h * dh + j] = inv * (g[j] - mean_g - xhat[j] * mean_gx);
+                                }
+                            }
+                        }
+                        dw
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        let mut dw = vec![0.0f32; width];
+        for part in &partial {
+            for (a, b) in dw.iter_mut().zip(part) {
+                *a += b;
+            }
+        }
+        Ok((
+            Some(Tensor::from_vec(dx, (rows, width), x.device())?),
+            Some(Tensor::from_vec(dw, width, x.device())?),
+        ))
+    }
+}
+
+/// The package's `LinearHeadwiseExpand` without bias: `x` (rows, heads·in) and weight (heads, out, in) →
+/// (rows, heads·out), one gemm per head.
+pub(crate) struct HeadwiseOp;
+
+impl CustomOp2 for HeadwiseOp {
+    fn name(&self) -> &'static str {
+        "seqlab-headwise"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (rows, width) = l1.shape().dims2()?;
+        let (heads, out, inp) = l2.shape().dims3()?;
+        if width != heads * inp {
+            bail!(
+                "fused headwise projection: input {:?}, weight {:?}",
+                l1.shape(),
+                l2.shape()
+            );
+        }
+        let x = cpu(s1, l1, "projection input")?;
+        let w = cpu(s2, l2, "projection weight")?;
+        let mut y = vec![0.0f32; rows * heads * out];
+        let threads = candle_core::utils::get_num_threads();
+        for h in 0..heads {
+            matmul(
+                &mut y[h * out..],
+                heads * out,
+                MatRef::rows(&x[h * inp..], rows, inp, width),
+                MatRef::rows(&w[h * out * inp..(h + 1) * out * inp], out, inp, inp).t(),
+                false,
+                threads,
+            );
+        }
+        Ok((CpuStorage::F32(y), Shape::from((rows, heads * out))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (rows, width) = x.dims2()?;
+        let (heads, out, inp) = w.dims3()?;
+        let (xv, wv, gv) = (values(x)?, values(w)?, values(grad)?);
+        let mut dx = vec![0.0f32; rows * width];
+        let mut dw = vec![0.0f32; heads * out * inp];
+        let threads = candle_core::utils::get_num_threads();
+        for h in 0..heads {
+            // dx_h = dy_h · W_h; dW_h = dy_hᵀ · x_h.
+            matmul(
+                &mut dx[h * inp..],
+                width,
+                MatRef::rows(&gv[h * out..], rows, out, heads * out),
+                MatRef::rows(&wv[h * out * inp..(h + 1) * out * inp], out, inp, inp),
+                false,
+                threads,
+            );
+            matmul(
+                &mut dw[h * out * inp..(h + 1) * out * inp],
+                inp,
+                MatRef::rows(&gv[h * out..], rows, out, heads * out).t(),
+                MatRef::rows(&xv[h * inp..], rows, inp, width),
+                false,
+                threads,
+            );
+        }
+        Ok((
+            Some(Tensor::from_vec(dx, (rows, width), x.device())?),
+            Some(Tensor::from_vec(dw, (heads, out, inp), x.device())?),
+        ))
+    }
+}
