@@ -72,7 +72,7 @@ pub(crate) struct MlstmBlock {
 }
 
 /// The gates' inputs and the heads of q, k, v, for the cell.
-struct Heads {
+struct Split {
     /// (batch, heads, seq, dh) each.
     q: Tensor,
     k: Tensor,
@@ -80,6 +80,42 @@ struct Heads {
     /// (batch, heads, seq).
     i: Tensor,
     f: Tensor,
+}
+
+/// The cell's inputs as the layer computes them: [q | k | v] (batch, seq, 3·I) and the gate
+/// pre-activations [ĩ | f̃] (batch, seq, 2·heads).
+struct Heads {
+    qkv: Tensor,
+    gates: Tensor,
+    heads: usize,
+}
+
+impl Heads {
+    /// Per head, for the graph of candle ops.
+    fn split(&self) -> Result<Split> {
+        let (batch, seq, i3) = self.qkv.dims3()?;
+        let (nh, inner) = (self.heads, i3 / 3);
+        let part = |k: usize| -> Result<Tensor> {
+            self.qkv
+                .narrow(D::Minus1, k * inner, inner)?
+                .reshape((batch, seq, nh, inner / nh))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let gate = |k: usize| -> Result<Tensor> {
+            self.gates
+                .narrow(D::Minus1, k * nh, nh)?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        Ok(Split {
+            q: part(0)?,
+            k: part(1)?,
+            v: part(2)?,
+            i: gate(0)?,
+            f: gate(1)?,
+        })
+    }
 }
 
 impl MlstmBlock {
@@ -159,7 +195,6 @@ impl MlstmBlock {
         window: &Tensor,
         fused: bool,
     ) -> Result<(Heads, Tensor, Tensor, Tensor)> {
-        let (batch, seq, _) = normed.dims3()?;
         let up = crate::linear(normed, &self.proj_up, None)?;
         let xm = up.narrow(D::Minus1, 0, self.inner)?;
         let z = up.narrow(D::Minus1, self.inner, self.inner)?;
@@ -171,22 +206,14 @@ impl MlstmBlock {
             headwise(&xm, wv, fused)?,
         );
         let qkv = Tensor::cat(&[&q, &k, &v], D::Minus1)?;
-        let gate = |(w, b): &(Tensor, Tensor)| -> Result<Tensor> {
-            crate::linear(&qkv, w, Some(b))?
-                .transpose(1, 2)?
-                .contiguous()
-        };
-        let split = |t: &Tensor| -> Result<Tensor> {
-            t.reshape((batch, seq, self.heads, self.dh()))?
-                .transpose(1, 2)?
-                .contiguous()
-        };
+        // Both gates in one product: [W_i; W_f], [b_i; b_f].
+        let w = Tensor::cat(&[&self.igate.0, &self.fgate.0], 0)?;
+        let b = Tensor::cat(&[&self.igate.1, &self.fgate.1], 0)?;
+        let gates = crate::linear(&qkv, &w, Some(&b))?;
         let heads = Heads {
-            q: split(&q)?,
-            k: split(&k)?,
-            v: split(&v)?,
-            i: gate(&self.igate)?,
-            f: gate(&self.fgate)?,
+            qkv,
+            gates,
+            heads: self.heads,
         };
         Ok((heads, xc, z, window))
     }
@@ -241,6 +268,7 @@ fn log_sigmoid(x: &Tensor) -> Result<Tensor> {
 /// The parallel form over a whole sequence from the state `[C, n, m]`: the outputs (batch, heads, seq,
 /// dh) and the final state.
 fn parallel(x: &Heads, state: [&Tensor; 3]) -> Result<(Tensor, [Tensor; 3])> {
+    let x = &x.split()?;
     let [c0, n0, m0] = state;
     let (_, _, seq, dh) = x.q.dims4()?;
     let ks = (&x.k / (dh as f64).sqrt())?;
@@ -283,14 +311,17 @@ fn parallel(x: &Heads, state: [&Tensor; 3]) -> Result<(Tensor, [Tensor; 3])> {
 /// [`parallel`] on the fused op (f32 on the CPU).
 fn parallel_fused(x: &Heads, state: [&Tensor; 3]) -> Result<(Tensor, [Tensor; 3])> {
     let [c0, n0, m0] = state;
-    let (batch, heads, seq, dh) = x.q.dims4()?;
+    let (batch, seq, i3) = x.qkv.dims3()?;
+    let (heads, dh) = (x.heads, i3 / 3 / x.heads);
     let pairs = batch * heads;
     let flat = |t: &Tensor, width: usize| t.contiguous()?.reshape((pairs, width));
-    let qkv = Tensor::stack(&[&x.q, &x.k, &x.v], 0)?.reshape((3, pairs, seq, dh))?;
-    let gates = Tensor::stack(&[&x.i, &x.f], 0)?.reshape((2, pairs, seq))?;
     let packed = Tensor::cat(&[flat(c0, dh * dh)?, flat(n0, dh)?, flat(m0, 1)?], 1)?;
-    let op = super::mlstm_op::MlstmOp::new();
-    let res = qkv.apply_op3_arc(&gates, &packed, std::sync::Arc::new(Box::new(op)))?;
+    let op = super::mlstm_op::MlstmOp::new(heads);
+    let res = x.qkv.contiguous()?.apply_op3_arc(
+        &x.gates.contiguous()?,
+        &packed,
+        std::sync::Arc::new(Box::new(op)),
+    )?;
     let part = |start: usize, len: usize| res.narrow(1, start, len);
     let h = part(0, seq * dh)?.reshape((batch, heads, seq, dh))?;
     let c = part(seq * dh, dh * dh)?.reshape((batch, heads, dh, dh))?;
@@ -301,6 +332,7 @@ fn parallel_fused(x: &Heads, state: [&Tensor; 3]) -> Result<(Tensor, [Tensor; 3]
 
 /// One recurrent step (seq 1 in `x`) from `[C, n, m]`: the output (batch, heads, 1, dh) and the state.
 fn recurrent_step(x: &Heads, state: [&Tensor; 3]) -> Result<(Tensor, [Tensor; 3])> {
+    let x = &x.split()?;
     let [c, n, m] = state;
     let dh = x.q.dim(3)?;
     let (q, k, v) = (x.q.squeeze(2)?, x.k.squeeze(2)?, x.v.squeeze(2)?); // (batch, heads, dh)

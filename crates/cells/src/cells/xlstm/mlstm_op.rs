@@ -4,9 +4,11 @@
 //!
 //! Each (row, head) pair is independent: the threads split the pairs, and each pair runs its products
 //! (q·kᵀ, W·v and their gradients, seq × seq × dh) through the gemm crate and its element-wise math in
-//! plain loops. The op takes (q, k, v) stacked (3, P, seq, dh), the gate pre-activations (ĩ, f̃) stacked
-//! (2, P, seq), and the initial state packed per pair as [C (dh·dh) | n (dh) | m] (P, dh² + dh + 1); it
-//! returns per pair [h (seq·dh) | C | n | m] (P, seq·dh + dh² + dh + 1).
+//! plain loops. The op takes [q | k | v] as the layer has them, (batch, seq, 3·I) with each I = heads·dh
+//! head-major, the gate pre-activations [ĩ | f̃] (batch, seq, 2·heads), and the initial state packed per
+//! pair p = row·heads + head as [C (dh·dh) | n (dh) | m] (P, dh² + dh + 1); it returns per pair
+//! [h (seq·dh) | C | n | m] (P, seq·dh + dh² + dh + 1). Each pair gathers its strided inputs into dense
+//! scratch first, so candle never transposes or stacks them.
 
 use std::sync::Mutex;
 
@@ -44,13 +46,62 @@ fn saved_len(d: Dims) -> usize {
 }
 
 pub(crate) struct MlstmOp {
+    heads: usize,
     saved: Mutex<Option<Saved>>,
 }
 
 impl MlstmOp {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(heads: usize) -> Self {
         Self {
+            heads,
             saved: Mutex::new(None),
+        }
+    }
+}
+
+/// Where pair `p` (row b, head h) reads its inputs in (batch, seq, 3·I) and (batch, seq, 2·heads).
+#[derive(Clone, Copy)]
+struct Layouts {
+    heads: usize,
+    seq: usize,
+    dh: usize,
+}
+
+impl Layouts {
+    fn width(&self) -> usize {
+        self.heads * self.dh
+    }
+    /// q, k, v (seq × dh each, dense) and ĩ, f̃ (seq) of pair `p`.
+    fn gather(&self, qkv: &[f32], gates: &[f32], p: usize) -> [Vec<f32>; 5] {
+        let (b, h) = (p / self.heads, p % self.heads);
+        let (i3, g2) = (3 * self.width(), 2 * self.heads);
+        let part = |k: usize| -> Vec<f32> {
+            let mut v = Vec::with_capacity(self.seq * self.dh);
+            for t in 0..self.seq {
+                let at = (b * self.seq + t) * i3 + k * self.width() + h * self.dh;
+                v.extend_from_slice(&qkv[at..at + self.dh]);
+            }
+            v
+        };
+        let gate = |k: usize| -> Vec<f32> {
+            (0..self.seq)
+                .map(|t| gates[(b * self.seq + t) * g2 + k * self.heads + h])
+                .collect()
+        };
+        [part(0), part(1), part(2), gate(0), gate(1)]
+    }
+    /// Adds pair `p`'s gradients of q, k, v and the gates into the whole ones.
+    fn scatter(&self, dqkv: &mut [f32], dgates: &mut [f32], p: usize, parts: [&[f32]; 5]) {
+        let (b, h) = (p / self.heads, p % self.heads);
+        let (i3, g2) = (3 * self.width(), 2 * self.heads);
+        for t in 0..self.seq {
+            for (k, part) in parts[..3].iter().enumerate() {
+                let at = (b * self.seq + t) * i3 + k * self.width() + h * self.dh;
+                dqkv[at..at + self.dh].copy_from_slice(&part[t * self.dh..(t + 1) * self.dh]);
+            }
+            for k in 0..2 {
+                dgates[(b * self.seq + t) * g2 + k * self.heads + h] = parts[3 + k][t];
+            }
         }
     }
 }
@@ -399,14 +450,18 @@ impl CustomOp3 for MlstmOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (three, pairs, seq, dh) = l1.shape().dims4()?;
+        let (batch, seq, i3) = l1.shape().dims3()?;
+        let heads = self.heads;
+        let dh = i3 / 3 / heads;
+        let pairs = batch * heads;
         let d = Dims { seq, dh };
-        if three != 3
-            || l2.shape().dims() != [2, pairs, seq]
+        let lay = Layouts { heads, seq, dh };
+        if i3 != 3 * heads * dh
+            || l2.shape().dims() != [batch, seq, 2 * heads]
             || l3.shape().dims() != [pairs, d.state()]
         {
             bail!(
-                "fused mLSTM: q, k, v {:?}, gates {:?}, state {:?}",
+                "fused mLSTM: q, k, v {:?}, gates {:?}, state {:?}, {heads} heads",
                 l1.shape(),
                 l2.shape(),
                 l3.shape()
@@ -418,7 +473,6 @@ impl CustomOp3 for MlstmOp {
         let mut out = vec![0.0f32; pairs * d.out()];
         let mut saved = pool::take(pairs * saved_len(d));
         let n = per_thread(pairs);
-        let sd = seq * dh;
         std::thread::scope(|scope| {
             for (i, (out, saved)) in out
                 .chunks_mut(n * d.out())
@@ -432,16 +486,14 @@ impl CustomOp3 for MlstmOp {
                         .enumerate()
                     {
                         let p = i * n + local;
-                        let at = |k: usize| &qkv[(k * pairs + p) * sd..(k * pairs + p + 1) * sd];
-                        let gate =
-                            |k: usize| &gates[(k * pairs + p) * seq..(k * pairs + p + 1) * seq];
+                        let [q, k, v, gi, gf] = lay.gather(qkv, gates, p);
                         forward_pair(
                             d,
-                            at(0),
-                            at(1),
-                            at(2),
-                            gate(0),
-                            gate(1),
+                            &q,
+                            &k,
+                            &v,
+                            &gi,
+                            &gf,
                             &state[p * d.state()..(p + 1) * d.state()],
                             out,
                             saved,
@@ -462,8 +514,12 @@ impl CustomOp3 for MlstmOp {
         res: &Tensor,
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (_, pairs, seq, dh) = qkv.dims4()?;
+        let (batch, seq, i3) = qkv.dims3()?;
+        let heads = self.heads;
+        let dh = i3 / 3 / heads;
+        let pairs = batch * heads;
         let d = Dims { seq, dh };
+        let lay = Layouts { heads, seq, dh };
         let device = qkv.device().clone();
         let Some(saved) = self.saved.lock().map_err(poisoned)?.take() else {
             bail!("the fused mLSTM's backward pass ran twice on one forward pass");
@@ -490,8 +546,8 @@ impl CustomOp3 for MlstmOp {
         let (qkv, gates, state, res, dres) =
             (slices[0], slices[1], slices[2], slices[3], slices[4]);
         let sd = seq * dh;
-        let mut dqkv = vec![0.0f32; 3 * pairs * sd];
-        let mut dgates = vec![0.0f32; 2 * pairs * seq];
+        let mut dqkv = vec![0.0f32; batch * seq * i3];
+        let mut dgates = vec![0.0f32; batch * seq * 2 * heads];
         let mut dstate = vec![0.0f32; pairs * d.state()];
         // Per pair, the gradients are written into per-thread blocks, then placed.
         let n = per_thread(pairs);
@@ -510,18 +566,17 @@ impl CustomOp3 for MlstmOp {
                             .enumerate()
                         {
                             let p = p0 + local;
-                            let at =
-                                |k: usize| &qkv[(k * pairs + p) * sd..(k * pairs + p + 1) * sd];
+                            let [q, k, v, _, gf_in] = lay.gather(qkv, gates, p);
                             let (gq, rest) = g.split_at_mut(sd);
                             let (gk, rest) = rest.split_at_mut(sd);
                             let (gv, rest) = rest.split_at_mut(sd);
                             let (gi, gf) = rest.split_at_mut(seq);
                             backward_pair(
                                 d,
-                                at(0),
-                                at(1),
-                                at(2),
-                                &gates[(pairs + p) * seq..(pairs + p + 1) * seq],
+                                &q,
+                                &k,
+                                &v,
+                                &gf_in,
                                 &state[p * d.state()..(p + 1) * d.state()],
                                 &res[p * d.out()..(p + 1) * d.out()],
                                 &saved[p * saved_len(d)..(p + 1) * saved_len(d)],
@@ -548,22 +603,19 @@ impl CustomOp3 for MlstmOp {
             for local in 0..count {
                 let p = p0 + local;
                 let g = &grads[local * (3 * sd + 2 * seq)..(local + 1) * (3 * sd + 2 * seq)];
-                for k in 0..3 {
-                    dqkv[(k * pairs + p) * sd..(k * pairs + p + 1) * sd]
-                        .copy_from_slice(&g[k * sd..(k + 1) * sd]);
-                }
-                for k in 0..2 {
-                    dgates[(k * pairs + p) * seq..(k * pairs + p + 1) * seq]
-                        .copy_from_slice(&g[3 * sd + k * seq..3 * sd + (k + 1) * seq]);
-                }
+                let (gq, rest) = g.split_at(sd);
+                let (gk, rest) = rest.split_at(sd);
+                let (gv, rest) = rest.split_at(sd);
+                let (gi, gf) = rest.split_at(seq);
+                lay.scatter(&mut dqkv, &mut dgates, p, [gq, gk, gv, gi, gf]);
             }
             let start = p0 * d.state();
             dstate[start..start + ds.len()].copy_from_slice(&ds);
         }
         pool::give(saved.per_pair);
         Ok((
-            Some(Tensor::from_vec(dqkv, (3, pairs, seq, dh), &device)?),
-            Some(Tensor::from_vec(dgates, (2, pairs, seq), &device)?),
+            Some(Tensor::from_vec(dqkv, (batch, seq, i3), &device)?),
+            Some(Tensor::from_vec(dgates, (batch, seq, 2 * heads), &device)?),
             Some(Tensor::from_vec(dstate, (pairs, d.state()), &device)?),
         ))
     }

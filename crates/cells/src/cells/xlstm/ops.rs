@@ -152,8 +152,11 @@ impl CustomOp2 for NormOp {
     }
 }
 
+/// Blocks up to this width run as plain loops, wider ones through gemm.
+const SMALL: usize = 8;
+
 /// The package's `LinearHeadwiseExpand` without bias: `x` (rows, heads·in) and weight (heads, out, in) →
-/// (rows, heads·out), one gemm per head.
+/// (rows, heads·out): one gemm per head, or plain loops for small blocks (the mLSTM's 4 × 4).
 pub(crate) struct HeadwiseOp;
 
 impl CustomOp2 for HeadwiseOp {
@@ -180,6 +183,27 @@ impl CustomOp2 for HeadwiseOp {
         let x = cpu(s1, l1, "projection input")?;
         let w = cpu(s2, l2, "projection weight")?;
         let mut y = vec![0.0f32; rows * heads * out];
+        if inp <= SMALL {
+            // Blocks too small for gemm: per row, per head, the dot products (threads over the rows).
+            let per = per_thread(rows);
+            std::thread::scope(|scope| {
+                for (i, block) in y.chunks_mut(per * heads * out).enumerate() {
+                    scope.spawn(move || {
+                        for (local, yr) in block.chunks_mut(heads * out).enumerate() {
+                            let xr = &x[(i * per + local) * width..(i * per + local + 1) * width];
+                            for h in 0..heads {
+                                let xh = &xr[h * inp..(h + 1) * inp];
+                                for o in 0..out {
+                                    let wr = &w[(h * out + o) * inp..(h * out + o + 1) * inp];
+                                    yr[h * out + o] = wr.iter().zip(xh).map(|(a, b)| a * b).sum();
+                                }
+                            }
+                        }
+                    });
+                }
+            });
+            return Ok((CpuStorage::F32(y), Shape::from((rows, heads * out))));
+        }
         let threads = candle_core::utils::get_num_threads();
         for h in 0..heads {
             matmul(
@@ -206,25 +230,66 @@ impl CustomOp2 for HeadwiseOp {
         let (xv, wv, gv) = (values(x)?, values(w)?, values(grad)?);
         let mut dx = vec![0.0f32; rows * width];
         let mut dw = vec![0.0f32; heads * out * inp];
-        let threads = candle_core::utils::get_num_threads();
-        for h in 0..heads {
-            // dx_h = dy_h · W_h; dW_h = dy_hᵀ · x_h.
-            matmul(
-                &mut dx[h * inp..],
-                width,
-                MatRef::rows(&gv[h * out..], rows, out, heads * out),
-                MatRef::rows(&wv[h * out * inp..(h + 1) * out * inp], out, inp, inp),
-                false,
-                threads,
-            );
-            matmul(
-                &mut dw[h * out * inp..(h + 1) * out * inp],
-                inp,
-                MatRef::rows(&gv[h * out..], rows, out, heads * out).t(),
-                MatRef::rows(&xv[h * inp..], rows, inp, width),
-                false,
-                threads,
-            );
+        if inp <= SMALL {
+            let per = per_thread(rows);
+            let partial: Vec<Vec<f32>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = dx
+                    .chunks_mut(per * width)
+                    .enumerate()
+                    .map(|(i, block)| {
+                        let (xv, wv, gv) = (&xv, &wv, &gv);
+                        scope.spawn(move || {
+                            let mut dw = vec![0.0f32; heads * out * inp];
+                            for (local, dxr) in block.chunks_mut(width).enumerate() {
+                                let r = i * per + local;
+                                let xr = &xv[r * width..(r + 1) * width];
+                                let gr = &gv[r * heads * out..(r + 1) * heads * out];
+                                for h in 0..heads {
+                                    for o in 0..out {
+                                        let g = gr[h * out + o];
+                                        let at = (h * out + o) * inp;
+                                        for d in 0..inp {
+                                            dxr[h * inp + d] += g * wv[at + d];
+                                            dw[at + d] += g * xr[h * inp + d];
+                                        }
+                                    }
+                                }
+                            }
+                            dw
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_default())
+                    .collect()
+            });
+            for part in &partial {
+                for (a, b) in dw.iter_mut().zip(part) {
+                    *a += b;
+                }
+            }
+        } else {
+            let threads = candle_core::utils::get_num_threads();
+            for h in 0..heads {
+                // dx_h = dy_h · W_h; dW_h = dy_hᵀ · x_h.
+                matmul(
+                    &mut dx[h * inp..],
+                    width,
+                    MatRef::rows(&gv[h * out..], rows, out, heads * out),
+                    MatRef::rows(&wv[h * out * inp..(h + 1) * out * inp], out, inp, inp),
+                    false,
+                    threads,
+                );
+                matmul(
+                    &mut dw[h * out * inp..(h + 1) * out * inp],
+                    inp,
+                    MatRef::rows(&gv[h * out..], rows, out, heads * out).t(),
+                    MatRef::rows(&xv[h * inp..], rows, inp, width),
+                    false,
+                    threads,
+                );
+            }
         }
         Ok((
             Some(Tensor::from_vec(dx, (rows, width), x.device())?),
