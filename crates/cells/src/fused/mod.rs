@@ -229,8 +229,8 @@ fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]>
     contiguous(s, l, what)
 }
 
-/// Threads for the per-step loops: candle's thread count, at most one per batch row.
-fn block_rows(batch: usize) -> usize {
+/// Rows per thread when candle's threads split `batch` rows (at most one thread per row).
+pub(crate) fn block_rows(batch: usize) -> usize {
     let threads = candle_core::utils::get_num_threads().clamp(1, batch.max(1));
     batch.div_ceil(threads)
 }
@@ -255,6 +255,17 @@ fn transpose_padded(w: &[f32], rows: usize, cols: usize, w_rs: usize) -> (Vec<f3
 /// Column `col` of a row-major (rows × row_stride) matrix.
 fn column(w: &[f32], rows: usize, row_stride: usize, col: usize) -> Vec<f32> {
     (0..rows).map(|r| w[r * row_stride + col]).collect()
+}
+
+/// The element-wise sum of the threads' `parts` (partial weight gradients), each of `len`.
+pub(crate) fn summed(parts: &[Vec<f32>], len: usize) -> Vec<f32> {
+    let mut total = vec![0.0f32; len];
+    for part in parts {
+        for (a, b) in total.iter_mut().zip(part) {
+            *a += b;
+        }
+    }
+    total
 }
 
 fn poisoned<T>(_: T) -> candle_core::Error {

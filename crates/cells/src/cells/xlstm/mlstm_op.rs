@@ -430,12 +430,6 @@ fn cpu<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
     crate::fused::contiguous(s, l, what)
 }
 
-/// Pairs per thread.
-fn per_thread(pairs: usize) -> usize {
-    let threads = candle_core::utils::get_num_threads().clamp(1, pairs.max(1));
-    pairs.div_ceil(threads)
-}
-
 impl CustomOp3 for MlstmOp {
     fn name(&self) -> &'static str {
         "seqlab-mlstm"
@@ -472,7 +466,7 @@ impl CustomOp3 for MlstmOp {
         let state = cpu(s3, l3, "state")?;
         let mut out = vec![0.0f32; pairs * d.out()];
         let mut saved = pool::take(pairs * saved_len(d));
-        let n = per_thread(pairs);
+        let n = crate::fused::block_rows(pairs);
         std::thread::scope(|scope| {
             for (i, (out, saved)) in out
                 .chunks_mut(n * d.out())
@@ -550,7 +544,7 @@ impl CustomOp3 for MlstmOp {
         let mut dgates = vec![0.0f32; batch * seq * 2 * heads];
         let mut dstate = vec![0.0f32; pairs * d.state()];
         // Per pair, the gradients are written into per-thread blocks, then placed.
-        let n = per_thread(pairs);
+        let n = crate::fused::block_rows(pairs);
         let blocks: Vec<(usize, Vec<f32>, Vec<f32>)> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..pairs.div_ceil(n))
                 .map(|i| {

@@ -614,7 +614,7 @@ impl candle_core::CustomOp3 for ConvOp {
         let wb: &[f32] = crate::fused::contiguous(s3, l3, "convolution weights")?;
         let rows = seq + KERNEL - 1;
         let mut out = vec![0.0f32; batch * rows * f];
-        let per = batch.div_ceil(candle_core::utils::get_num_threads().clamp(1, batch.max(1)));
+        let per = crate::fused::block_rows(batch);
         std::thread::scope(|scope| {
             for (i, block) in out.chunks_mut(per * rows * f).enumerate() {
                 scope.spawn(move || {
@@ -661,7 +661,7 @@ impl candle_core::CustomOp3 for ConvOp {
         let (xv, wv, wbv, g) = (&v[0], &v[1], &v[2], &v[3]);
         // Gradients of the joined rows (window then xs) per batch row, and per thread of the weights.
         let mut dj = vec![0.0f32; batch * rows * f];
-        let per = batch.div_ceil(candle_core::utils::get_num_threads().clamp(1, batch.max(1)));
+        let per = crate::fused::block_rows(batch);
         let dwbs: Vec<Vec<f32>> = std::thread::scope(|scope| {
             let handles: Vec<_> = dj
                 .chunks_mut(per * rows * f)
@@ -716,12 +716,7 @@ impl candle_core::CustomOp3 for ConvOp {
                 .map(|h| h.join().unwrap_or_default())
                 .collect()
         });
-        let mut dwb = vec![0.0f32; (KERNEL + 1) * f];
-        for part in &dwbs {
-            for (a, b) in dwb.iter_mut().zip(part) {
-                *a += b;
-            }
-        }
+        let dwb = crate::fused::summed(&dwbs, (KERNEL + 1) * f);
         let dj = Tensor::from_vec(dj, (batch, rows, f), xs.device())?;
         let dwindow = dj
             .narrow(1, 0, KERNEL - 1)?

@@ -18,11 +18,6 @@ fn values(t: &Tensor) -> Result<Vec<f32>> {
     t.flatten_all()?.to_vec1()
 }
 
-/// Rows per thread for `rows` rows.
-fn per_thread(rows: usize) -> usize {
-    rows.div_ceil(candle_core::utils::get_num_threads().clamp(1, rows.max(1)))
-}
-
 /// The package's `MultiHeadLayerNorm` (its `LayerNorm` with one head): `x` (rows, width) normalised over
 /// each head's `width / heads` features, times `1 + weight`.
 pub(crate) struct NormOp {
@@ -67,7 +62,7 @@ impl CustomOp2 for NormOp {
         let w = cpu(s2, l2, "norm weight")?;
         let dh = width / self.heads;
         let mut out = vec![0.0f32; rows * width];
-        let per = per_thread(rows);
+        let per = crate::fused::block_rows(rows);
         std::thread::scope(|scope| {
             for (i, block) in out.chunks_mut(per * width).enumerate() {
                 scope.spawn(move || {
@@ -100,7 +95,7 @@ impl CustomOp2 for NormOp {
         let dh = width / self.heads;
         let (xv, wv, gv) = (values(x)?, values(w)?, values(grad)?);
         let mut dx = vec![0.0f32; rows * width];
-        let per = per_thread(rows);
+        let per = crate::fused::block_rows(rows);
         let partial: Vec<Vec<f32>> = std::thread::scope(|scope| {
             let handles: Vec<_> = dx
                 .chunks_mut(per * width)
@@ -139,12 +134,7 @@ impl CustomOp2 for NormOp {
                 .map(|h| h.join().unwrap_or_default())
                 .collect()
         });
-        let mut dw = vec![0.0f32; width];
-        for part in &partial {
-            for (a, b) in dw.iter_mut().zip(part) {
-                *a += b;
-            }
-        }
+        let dw = crate::fused::summed(&partial, width);
         Ok((
             Some(Tensor::from_vec(dx, (rows, width), x.device())?),
             Some(Tensor::from_vec(dw, width, x.device())?),
@@ -185,7 +175,7 @@ impl CustomOp2 for HeadwiseOp {
         let mut y = vec![0.0f32; rows * heads * out];
         if inp <= SMALL {
             // Blocks too small for gemm: per row, per head, the dot products (threads over the rows).
-            let per = per_thread(rows);
+            let per = crate::fused::block_rows(rows);
             std::thread::scope(|scope| {
                 for (i, block) in y.chunks_mut(per * heads * out).enumerate() {
                     scope.spawn(move || {
@@ -231,7 +221,7 @@ impl CustomOp2 for HeadwiseOp {
         let mut dx = vec![0.0f32; rows * width];
         let mut dw = vec![0.0f32; heads * out * inp];
         if inp <= SMALL {
-            let per = per_thread(rows);
+            let per = crate::fused::block_rows(rows);
             let partial: Vec<Vec<f32>> = std::thread::scope(|scope| {
                 let handles: Vec<_> = dx
                     .chunks_mut(per * width)
@@ -264,11 +254,7 @@ impl CustomOp2 for HeadwiseOp {
                     .map(|h| h.join().unwrap_or_default())
                     .collect()
             });
-            for part in &partial {
-                for (a, b) in dw.iter_mut().zip(part) {
-                    *a += b;
-                }
-            }
+            dw = crate::fused::summed(&partial, heads * out * inp);
         } else {
             let threads = candle_core::utils::get_num_threads();
             for h in 0..heads {

@@ -325,12 +325,6 @@ fn cpu_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
     crate::fused::contiguous(s, l, what)
 }
 
-/// Rows per thread.
-fn block_rows(batch: usize) -> usize {
-    let threads = candle_core::utils::get_num_threads().clamp(1, batch.max(1));
-    batch.div_ceil(threads)
-}
-
 /// `ry` (rows, heads·4·dh), head-major, = each row's h (row stride `rs` in `h`) times Rᵀ per head.
 fn heads_product(ry: &mut [f32], h: &[f32], rs: usize, rows: usize, r: &[f32], d: Dims) {
     let (dh, g) = (d.dh(), 4 * d.dh());
@@ -656,7 +650,7 @@ impl CustomOp3 for SlstmOp {
             acts: pool::take(batch * seq * 6 * hid),
             cn: pool::take(batch * seq * 2 * hid),
         };
-        let rows = block_rows(batch);
+        let rows = crate::fused::block_rows(batch);
         std::thread::scope(|scope| {
             let blocks = pre
                 .chunks(rows * seq * g4)
@@ -715,7 +709,7 @@ impl CustomOp3 for SlstmOp {
         let mut dpre = vec![0.0f32; batch * seq * g4];
         let mut dry = pool::take(batch * seq * g4);
         let mut dinit_blocks: Vec<Vec<f32>> = Vec::new();
-        let rows = block_rows(batch);
+        let rows = crate::fused::block_rows(batch);
         std::thread::scope(|scope| {
             let mut handles = Vec::new();
             let blocks = dres
