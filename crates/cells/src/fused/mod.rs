@@ -257,6 +257,18 @@ fn column(w: &[f32], rows: usize, row_stride: usize, col: usize) -> Vec<f32> {
     (0..rows).map(|r| w[r * row_stride + col]).collect()
 }
 
+/// The f32 data behind a contiguous CPU tensor's guard (`t.storage_and_layout()`), read in place: a
+/// backward pass reads its inputs without copying them out.
+pub(crate) fn guarded<'a, G: std::ops::Deref<Target = Storage>>(
+    g: &'a (G, &'a Layout),
+    what: &str,
+) -> Result<&'a [f32]> {
+    match &*g.0 {
+        Storage::Cpu(s) => contiguous(s, g.1, what),
+        _ => bail!("seqlab's fused ops run on the CPU only"),
+    }
+}
+
 /// The element-wise sum of the threads' `parts` (partial weight gradients), each of `len`.
 pub(crate) fn summed(parts: &[Vec<f32>], len: usize) -> Vec<f32> {
     let mut total = vec![0.0f32; len];

@@ -474,7 +474,8 @@ impl CausalConv {
             let next = out
                 .narrow(1, seq, KERNEL - 1)?
                 .reshape((batch, (KERNEL - 1) * width))?;
-            return Ok((out.narrow(1, 0, seq)?, next));
+            // Contiguous once: several projections read it.
+            return Ok((out.narrow(1, 0, seq)?.contiguous()?, next));
         }
         let past = window.reshape((batch, KERNEL - 1, width))?;
         let all = Tensor::cat(&[&past, xs], 1)?; // (batch, seq + K − 1, width)
@@ -582,10 +583,6 @@ fn conv_row(
     }
 }
 
-fn slices<'a>(ts: &'a [&'a Tensor]) -> Result<Vec<Vec<f32>>> {
-    ts.iter().map(|t| t.flatten_all()?.to_vec1()).collect()
-}
-
 impl candle_core::CustomOp3 for ConvOp {
     fn name(&self) -> &'static str {
         "seqlab-causal-conv"
@@ -657,8 +654,19 @@ impl candle_core::CustomOp3 for ConvOp {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (batch, seq, f) = xs.dims3()?;
         let rows = seq + KERNEL - 1;
-        let v = slices(&[xs, window, wb, grad])?;
-        let (xv, wv, wbv, g) = (&v[0], &v[1], &v[2], &v[3]);
+        let owned = [
+            xs.contiguous()?,
+            window.contiguous()?,
+            wb.contiguous()?,
+            grad.contiguous()?,
+        ];
+        let guards: Vec<_> = owned.iter().map(|t| t.storage_and_layout()).collect();
+        let (xv, wv, wbv, g) = (
+            crate::fused::guarded(&guards[0], "convolution input")?,
+            crate::fused::guarded(&guards[1], "convolution window")?,
+            crate::fused::guarded(&guards[2], "convolution weights")?,
+            crate::fused::guarded(&guards[3], "convolution gradient")?,
+        );
         // Gradients of the joined rows (window then xs) per batch row, and per thread of the weights.
         let mut dj = vec![0.0f32; batch * rows * f];
         let per = crate::fused::block_rows(batch);

@@ -6,16 +6,13 @@
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
 use crate::fused::gemm::{matmul, MatRef};
+use crate::fused::guarded;
 
 /// The package's norm epsilon.
 const EPS: f32 = 1e-5;
 
 fn cpu<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
     crate::fused::contiguous(s, l, what)
-}
-
-fn values(t: &Tensor) -> Result<Vec<f32>> {
-    t.flatten_all()?.to_vec1()
 }
 
 /// The package's `MultiHeadLayerNorm` (its `LayerNorm` with one head): `x` (rows, width) normalised over
@@ -93,7 +90,17 @@ impl CustomOp2 for NormOp {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (rows, width) = x.dims2()?;
         let dh = width / self.heads;
-        let (xv, wv, gv) = (values(x)?, values(w)?, values(grad)?);
+        let (x, w, grad) = (x.contiguous()?, w.contiguous()?, grad.contiguous()?);
+        let (xg, wg, gg) = (
+            x.storage_and_layout(),
+            w.storage_and_layout(),
+            grad.storage_and_layout(),
+        );
+        let (xv, wv, gv) = (
+            guarded(&xg, "norm input")?,
+            guarded(&wg, "norm weight")?,
+            guarded(&gg, "norm gradient")?,
+        );
         let mut dx = vec![0.0f32; rows * width];
         let per = crate::fused::block_rows(rows);
         let partial: Vec<Vec<f32>> = std::thread::scope(|scope| {
@@ -217,7 +224,17 @@ impl CustomOp2 for HeadwiseOp {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (rows, width) = x.dims2()?;
         let (heads, out, inp) = w.dims3()?;
-        let (xv, wv, gv) = (values(x)?, values(w)?, values(grad)?);
+        let (x, w, grad) = (x.contiguous()?, w.contiguous()?, grad.contiguous()?);
+        let (xg, wg, gg) = (
+            x.storage_and_layout(),
+            w.storage_and_layout(),
+            grad.storage_and_layout(),
+        );
+        let (xv, wv, gv) = (
+            guarded(&xg, "projection input")?,
+            guarded(&wg, "projection weight")?,
+            guarded(&gg, "projection gradient")?,
+        );
         let mut dx = vec![0.0f32; rows * width];
         let mut dw = vec![0.0f32; heads * out * inp];
         if inp <= SMALL {
