@@ -34,6 +34,12 @@ pub(crate) fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + exp(-x))
 }
 
+/// log σ(x) = min(x, 0) − log(1 + e^−|x|), stable for large |x|.
+#[inline(always)]
+pub(crate) fn log_sigmoid(x: f32) -> f32 {
+    x.min(0.0) - (1.0 + exp(-x.abs())).ln()
+}
+
 /// tanh x = 1 - 2 / (e^(2x) + 1); absolute error below 1e-7 (the relative error grows near 0, where the
 /// value itself is small).
 #[inline(always)]

@@ -225,7 +225,8 @@ pub(crate) fn contiguous<'a, T: candle_core::WithDType>(
     }
 }
 
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+/// The f32 data of a contiguous CPU operand; `what` names it in the error.
+pub(crate) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
     contiguous(s, l, what)
 }
 
@@ -280,8 +281,9 @@ pub(crate) fn summed(parts: &[Vec<f32>], len: usize) -> Vec<f32> {
     total
 }
 
-fn poisoned<T>(_: T) -> candle_core::Error {
-    candle_core::Error::Msg("the fused recurrence's saved state is poisoned".into())
+/// The error of a fused op whose saved state's lock is poisoned (a thread panicked holding it).
+pub(crate) fn poisoned<T>(_: T) -> candle_core::Error {
+    candle_core::Error::Msg("a fused op's saved state is poisoned".into())
 }
 
 impl<G: Gates> RecurrenceOp<G> {

@@ -28,8 +28,8 @@ use candle_core::{bail, Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 
 use super::{
-    headwise, norm, norm_weight, set_fresh, slot, small_init, up_width, wang_init, BlockKind,
-    CausalConv, Core, Plan, KERNEL,
+    headwise, log_sigmoid, norm, norm_weight, set_fresh, slot, small_init, up_width, wang_init,
+    BlockKind, CausalConv, Core, Plan, KERNEL,
 };
 use crate::cell::MemorySlot;
 
@@ -259,12 +259,6 @@ impl MlstmBlock {
     }
 }
 
-/// log σ(x), stable for large |x|.
-fn log_sigmoid(x: &Tensor) -> Result<Tensor> {
-    let soft = (x.abs()?.neg()?.exp()? + 1.0)?.log()?;
-    x.minimum(0.0)? - soft
-}
-
 /// The parallel form over a whole sequence from the state `[C, n, m]`: the outputs (batch, heads, seq,
 /// dh) and the final state.
 fn parallel(x: &Heads, state: [&Tensor; 3]) -> Result<(Tensor, [Tensor; 3])> {
@@ -389,7 +383,7 @@ impl Core for MlstmBlock {
         state: &[Tensor],
         fused: bool,
     ) -> Result<(Tensor, Vec<Tensor>)> {
-        if fused && xs.device().is_cpu() && xs.dtype() == candle_core::DType::F32 {
+        if super::on_cpu(xs, fused) {
             self.run(xs, state, true, parallel_fused)
         } else {
             self.run(xs, state, false, parallel)

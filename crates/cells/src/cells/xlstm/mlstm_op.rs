@@ -12,10 +12,11 @@
 
 use std::sync::Mutex;
 
-use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
 use crate::fused::gemm::{matmul, MatRef};
-use crate::fused::pool;
+use crate::fused::math::{log_sigmoid, sigmoid};
+use crate::fused::{f32_slice, guarded, poisoned, pool};
 
 /// The package's ε.
 const EPS: f32 = 1e-6;
@@ -104,18 +105,6 @@ impl Layouts {
             }
         }
     }
-}
-
-fn poisoned<T>(_: T) -> candle_core::Error {
-    candle_core::Error::Msg("the fused mLSTM's saved state is poisoned".into())
-}
-
-fn log_sigmoid(x: f32) -> f32 {
-    x.min(0.0) - (-x.abs()).exp().ln_1p()
-}
-
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
 }
 
 /// `dst (rows × cols) = a (rows × k) · b (k × cols)`, all row-major and dense; `bt`: b given as (cols × k).
@@ -426,10 +415,6 @@ fn backward_pair(
     }
 }
 
-fn cpu<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    crate::fused::contiguous(s, l, what)
-}
-
 impl CustomOp3 for MlstmOp {
     fn name(&self) -> &'static str {
         "seqlab-mlstm"
@@ -461,9 +446,9 @@ impl CustomOp3 for MlstmOp {
                 l3.shape()
             );
         }
-        let qkv = cpu(s1, l1, "q, k, v")?;
-        let gates = cpu(s2, l2, "gates")?;
-        let state = cpu(s3, l3, "state")?;
+        let qkv = f32_slice(s1, l1, "q, k, v")?;
+        let gates = f32_slice(s2, l2, "gates")?;
+        let state = f32_slice(s3, l3, "state")?;
         let mut out = vec![0.0f32; pairs * d.out()];
         let mut saved = pool::take(pairs * saved_len(d));
         let n = crate::fused::block_rows(pairs);
@@ -518,27 +503,19 @@ impl CustomOp3 for MlstmOp {
         let Some(saved) = self.saved.lock().map_err(poisoned)?.take() else {
             bail!("the fused mLSTM's backward pass ran twice on one forward pass");
         };
-        let tensors = [
+        let owned = [
             qkv.contiguous()?,
             gates.contiguous()?,
             state.contiguous()?,
             res.contiguous()?,
             grad_res.contiguous()?,
         ];
-        let guards: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
-        let mut slices = Vec::with_capacity(5);
-        for (g, what) in
-            guards
-                .iter()
-                .zip(["q, k, v", "gates", "state", "outputs", "output gradient"])
-        {
-            let Storage::Cpu(s) = &*g.0 else {
-                bail!("the fused mLSTM runs on the CPU only");
-            };
-            slices.push(cpu(s, g.1, what)?);
-        }
-        let (qkv, gates, state, res, dres) =
-            (slices[0], slices[1], slices[2], slices[3], slices[4]);
+        let guards: Vec<_> = owned.iter().map(|t| t.storage_and_layout()).collect();
+        let qkv = guarded(&guards[0], "q, k, v")?;
+        let gates = guarded(&guards[1], "gates")?;
+        let state = guarded(&guards[2], "state")?;
+        let res = guarded(&guards[3], "outputs")?;
+        let dres = guarded(&guards[4], "output gradient")?;
         let sd = seq * dh;
         let mut dqkv = vec![0.0f32; batch * seq * i3];
         let mut dgates = vec![0.0f32; batch * seq * 2 * heads];

@@ -318,6 +318,12 @@ impl Cell for XlstmBlock {
     }
 }
 
+/// log σ(x) as candle ops, stable for large |x|.
+pub(crate) fn log_sigmoid(x: &Tensor) -> Result<Tensor> {
+    let soft = (x.abs()?.neg()?.exp()? + 1.0)?.log()?;
+    x.minimum(0.0)? - soft
+}
+
 /// `small_init_init_`: N(0, √(2 / (5·dim))).
 pub(crate) fn small_init(dim: usize) -> Init {
     Init::Randn {
@@ -362,7 +368,7 @@ fn head_norm(x: &Tensor, weight: &Tensor, heads: usize) -> Result<Tensor> {
 }
 
 /// Whether the fused ops apply to `x`: asked for, f32 on the CPU.
-fn on_cpu(x: &Tensor, fused: bool) -> bool {
+pub(crate) fn on_cpu(x: &Tensor, fused: bool) -> bool {
     fused && x.device().is_cpu() && x.dtype() == DType::F32
 }
 
@@ -464,7 +470,7 @@ impl CausalConv {
         fused: bool,
     ) -> Result<(Tensor, Tensor)> {
         let (batch, seq, width) = xs.dims3()?;
-        if fused && xs.device().is_cpu() && xs.dtype() == DType::F32 {
+        if on_cpu(xs, fused) {
             let wb = Tensor::cat(&[self.weight.squeeze(1)?.t()?, self.bias.unsqueeze(0)?], 0)?;
             let out = xs.contiguous()?.apply_op3_arc(
                 &window.contiguous()?,

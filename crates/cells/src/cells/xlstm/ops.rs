@@ -6,14 +6,10 @@
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
 use crate::fused::gemm::{matmul, MatRef};
-use crate::fused::guarded;
+use crate::fused::{f32_slice, guarded};
 
 /// The package's norm epsilon.
 const EPS: f32 = 1e-5;
-
-fn cpu<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    crate::fused::contiguous(s, l, what)
-}
 
 /// The package's `MultiHeadLayerNorm` (its `LayerNorm` with one head): `x` (rows, width) normalised over
 /// each head's `width / heads` features, times `1 + weight`.
@@ -55,8 +51,8 @@ impl CustomOp2 for NormOp {
                 self.heads
             );
         }
-        let x = cpu(s1, l1, "norm input")?;
-        let w = cpu(s2, l2, "norm weight")?;
+        let x = f32_slice(s1, l1, "norm input")?;
+        let w = f32_slice(s2, l2, "norm weight")?;
         let dh = width / self.heads;
         let mut out = vec![0.0f32; rows * width];
         let per = crate::fused::block_rows(rows);
@@ -177,8 +173,8 @@ impl CustomOp2 for HeadwiseOp {
                 l2.shape()
             );
         }
-        let x = cpu(s1, l1, "projection input")?;
-        let w = cpu(s2, l2, "projection weight")?;
+        let x = f32_slice(s1, l1, "projection input")?;
+        let w = f32_slice(s2, l2, "projection weight")?;
         let mut y = vec![0.0f32; rows * heads * out];
         if inp <= SMALL {
             // Blocks too small for gemm: per row, per head, the dot products (threads over the rows).

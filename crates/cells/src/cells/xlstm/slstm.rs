@@ -22,7 +22,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor, D};
+use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 
 use super::{
@@ -32,8 +32,8 @@ use super::{
 use crate::cell::MemorySlot;
 use crate::fused::gemm::{matmul, MatRef};
 use crate::fused::lanes::{chunks, load, store, W};
-use crate::fused::math::{exp, sigmoid, tanh};
-use crate::fused::pool;
+use crate::fused::math::{exp, log_sigmoid, sigmoid, tanh};
+use crate::fused::{f32_slice, guarded, poisoned, pool};
 
 /// The state slots of an sLSTM block of `width`: its convolution window and the cell's h, c, n, m.
 pub(crate) fn slots(width: usize) -> Vec<MemorySlot> {
@@ -181,7 +181,7 @@ impl Core for SlstmBlock {
         let normed = norm(xs, &self.norm, 1, fused)?;
         let (xc, window) = self.conv.forward(&normed, window, fused)?;
         let pre = self.pre_activations(&normed, &xc, fused)?;
-        let on_cpu = fused && pre.device().is_cpu() && pre.dtype() == candle_core::DType::F32;
+        let on_cpu = super::on_cpu(&pre, fused);
         let (hs, [h, c, n, m]) = if on_cpu {
             recurrence_fused(&pre, &self.recurrent, [h, c, n, m], self.heads)?
         } else {
@@ -196,12 +196,6 @@ impl Core for SlstmBlock {
         let (out, state) = self.sequence(&x.unsqueeze(1)?, state, false)?;
         Ok((out.squeeze(1)?, state))
     }
-}
-
-/// log σ(x), stable for large |x|.
-fn log_sigmoid(x: &Tensor) -> Result<Tensor> {
-    let soft = (x.abs()?.neg()?.exp()? + 1.0)?.log()?;
-    x.minimum(0.0)? - soft
 }
 
 /// R·h per head: `h` (batch, H), `recurrent` (heads, 4·dh, dh) → (batch, 4·H) gate-major.
@@ -228,7 +222,7 @@ fn cell_step(
     let raw = (raw + recurrent_product(h, recurrent, heads)?)?;
     let g = raw.chunk(4, D::Minus1)?;
     let (it, ft, zt, ot) = (&g[0], &g[1], &g[2], &g[3]);
-    let log_f = log_sigmoid(ft)?;
+    let log_f = super::log_sigmoid(ft)?;
     let fresh = n.eq(0.0)?;
     let m_new = fresh.where_cond(it, &it.maximum(&(&log_f + m)?)?)?;
     let i = (it - &m_new)?.exp()?.minimum(1.0)?;
@@ -315,14 +309,6 @@ impl Dims {
     fn dh(&self) -> usize {
         self.hidden / self.heads
     }
-}
-
-fn poisoned<T>(_: T) -> candle_core::Error {
-    candle_core::Error::Msg("the fused sLSTM's saved state is poisoned".into())
-}
-
-fn cpu_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    crate::fused::contiguous(s, l, what)
 }
 
 /// `ry` (rows, heads·4·dh), head-major, = each row's h (row stride `rs` in `h`) times Rᵀ per head.
@@ -424,8 +410,7 @@ fn step_row(
         let (mut cn, mut nn, mut mn, mut h) = ([0.0; W], [0.0; W], [0.0; W], [0.0; W]);
         for k in 0..W {
             let s = sigmoid(ft[k]);
-            // log σ(x) = min(x, 0) − log(1 + e^−|x|), as the composite path has it.
-            let log_f = ft[k].min(0.0) - (1.0 + exp(-ft[k].abs())).ln();
+            let log_f = log_sigmoid(ft[k]);
             let forget = log_f + mp[k];
             let from_forget = np[k] != 0.0 && forget > it[k];
             mn[k] = if from_forget { forget } else { it[k] };
@@ -452,14 +437,13 @@ fn step_row(
     })
 }
 
-/// The backward pass of `rows` batch rows. `dres` (rows, seq + 4, H); `res` the forward's output;
+/// The backward pass of `rows` batch rows. `dres` (rows, seq + 4, H);
 /// `init` the rows' initial h, c, n; writes `dpre` (rows, seq, 4H) gate-major, `dry` (rows, seq,
 /// heads·4·dh) head-major (the same numbers, for dR), `dinit` (4, rows, H).
 #[allow(clippy::too_many_arguments)]
 fn backward_rows(
     d: Dims,
     dres: &[f32],
-    res: &[f32],
     r: &[f32],
     init: [&[f32]; 3],
     acts: &[f32],
@@ -543,7 +527,6 @@ fn backward_rows(
     dc0.copy_from_slice(&dc);
     dn0.copy_from_slice(&dn);
     dm0.copy_from_slice(&dm);
-    let _ = res;
 }
 
 /// One row's element-wise backward step: from dh and the carried dc, dn, dm (updated in place to the
@@ -642,9 +625,9 @@ impl CustomOp3 for SlstmOp {
                 l1.shape()
             );
         }
-        let pre = cpu_f32(s1, l1, "pre-activations")?;
-        let r = cpu_f32(s2, l2, "recurrent kernel")?;
-        let init = cpu_f32(s3, l3, "initial state")?;
+        let pre = f32_slice(s1, l1, "pre-activations")?;
+        let r = f32_slice(s2, l2, "recurrent kernel")?;
+        let init = f32_slice(s3, l3, "initial state")?;
         let mut res = vec![0.0f32; batch * (seq + 4) * hid];
         let mut saved = Saved {
             acts: pool::take(batch * seq * 6 * hid),
@@ -689,23 +672,17 @@ impl CustomOp3 for SlstmOp {
         let Some(saved) = self.saved.lock().map_err(poisoned)?.take() else {
             bail!("the fused sLSTM's backward pass ran twice on one forward pass");
         };
-        let grad_res = grad_res.contiguous()?;
-        let init = init.contiguous()?;
-        let recurrent = recurrent.contiguous()?;
-        let res = res.contiguous()?;
-        let (dres_s, dres_l) = grad_res.storage_and_layout();
-        let (init_s, init_l) = init.storage_and_layout();
-        let (r_s, r_l) = recurrent.storage_and_layout();
-        let (res_s, res_l) = res.storage_and_layout();
-        let (Storage::Cpu(dres_s), Storage::Cpu(init_s), Storage::Cpu(r_s), Storage::Cpu(res_s)) =
-            (&*dres_s, &*init_s, &*r_s, &*res_s)
-        else {
-            bail!("the fused sLSTM runs on the CPU only");
-        };
-        let dres = cpu_f32(dres_s, dres_l, "output gradient")?;
-        let init = cpu_f32(init_s, init_l, "initial state")?;
-        let r = cpu_f32(r_s, r_l, "recurrent kernel")?;
-        let res = cpu_f32(res_s, res_l, "outputs")?;
+        let owned = [
+            grad_res.contiguous()?,
+            init.contiguous()?,
+            recurrent.contiguous()?,
+            res.contiguous()?,
+        ];
+        let guards: Vec<_> = owned.iter().map(|t| t.storage_and_layout()).collect();
+        let dres = guarded(&guards[0], "output gradient")?;
+        let init = guarded(&guards[1], "initial state")?;
+        let r = guarded(&guards[2], "recurrent kernel")?;
+        let res = guarded(&guards[3], "outputs")?;
         let mut dpre = vec![0.0f32; batch * seq * g4];
         let mut dry = pool::take(batch * seq * g4);
         let mut dinit_blocks: Vec<Vec<f32>> = Vec::new();
@@ -714,13 +691,12 @@ impl CustomOp3 for SlstmOp {
             let mut handles = Vec::new();
             let blocks = dres
                 .chunks(rows * (seq + 4) * hid)
-                .zip(res.chunks(rows * (seq + 4) * hid))
                 .zip(saved.acts.chunks(rows * seq * 6 * hid))
                 .zip(saved.cn.chunks(rows * seq * 2 * hid))
                 .zip(dpre.chunks_mut(rows * seq * g4))
                 .zip(dry.chunks_mut(rows * seq * g4))
                 .enumerate();
-            for (i, (((((dres, res), acts), cn), dpre), dry)) in blocks {
+            for (i, ((((dres, acts), cn), dpre), dry)) in blocks {
                 let n = dres.len() / ((seq + 4) * hid);
                 let slot = |k: usize| {
                     &init[k * batch * hid + i * rows * hid..k * batch * hid + (i * rows + n) * hid]
@@ -728,7 +704,7 @@ impl CustomOp3 for SlstmOp {
                 let init = [slot(0), slot(1), slot(2)];
                 handles.push(scope.spawn(move || {
                     let mut dinit = vec![0.0f32; 4 * n * hid];
-                    backward_rows(d, dres, res, r, init, acts, cn, dpre, dry, &mut dinit);
+                    backward_rows(d, dres, r, init, acts, cn, dpre, dry, &mut dinit);
                     dinit
                 }));
             }
