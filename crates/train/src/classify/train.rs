@@ -94,12 +94,7 @@ impl Task for ClassifyTask {
     }
 
     fn train_batch(&mut self, index: usize, seed: u64) -> Result<(Tensor, usize)> {
-        let indices = self.batches.get(index).ok_or_else(|| {
-            Error::InvalidSetting(format!(
-                "batch {index} is beyond the epoch's {} batches",
-                self.batches.len()
-            ))
-        })?;
+        let indices = crate::trainer::epoch_batch(&self.batches, index)?;
         let batch =
             PaddedBatch::gather(&self.train.sequences, &self.train.labels, indices, self.pad)?;
         let (ids, targets) = batch.tensors(&Device::Cpu)?;

@@ -346,12 +346,7 @@ impl Task for ImagesTask {
     }
 
     fn train_batch(&mut self, index: usize, seed: u64) -> Result<(Tensor, usize)> {
-        let indices = self.batches.get(index).ok_or_else(|| {
-            Error::InvalidSetting(format!(
-                "batch {index} is beyond the epoch's {} batches",
-                self.batches.len()
-            ))
-        })?;
+        let indices = crate::trainer::epoch_batch(&self.batches, index)?;
         let (images, labels) = self.train.batch(indices)?;
         let logits = self.model.forward(&images, Mode::Train { seed })?;
         let loss = seqlab_cells::cross_entropy(&logits, &labels, None)?;

@@ -60,6 +60,17 @@ pub trait Task {
     }
 }
 
+/// Batch `index` of an epoch's `batches`, or an error naming the index when a caller asks past the end (a
+/// [`Task::train_batch`] is only ever asked for `0..batches_per_epoch()`).
+pub(crate) fn epoch_batch<T>(batches: &[T], index: usize) -> Result<&T> {
+    batches.get(index).ok_or_else(|| {
+        crate::error::Error::InvalidSetting(format!(
+            "batch {index} is beyond the epoch's {} batches",
+            batches.len()
+        ))
+    })
+}
+
 /// How one invocation of the loop runs, beside the saved settings.
 #[derive(Default)]
 pub struct RunOptions<'a> {

@@ -78,12 +78,7 @@ impl Task for TranslateTask {
     }
 
     fn train_batch(&mut self, index: usize, seed: u64) -> Result<(Tensor, usize)> {
-        let indices = self.batches.get(index).cloned().ok_or_else(|| {
-            Error::InvalidSetting(format!(
-                "batch {index} is beyond the epoch's {} batches",
-                self.batches.len()
-            ))
-        })?;
+        let indices = crate::trainer::epoch_batch(&self.batches, index)?.clone();
         self.loss(&self.train, &indices, Mode::Train { seed }, seed)
     }
 
