@@ -10,7 +10,6 @@
 use std::io::Write;
 use std::marker::PhantomData;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::bail;
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
@@ -46,13 +45,16 @@ pub struct LoopArgs {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Continue the run in --out from its latest checkpoint, with its saved settings and data (of the
-    /// other flags only --steps, --epochs, --patience, --skip-nonfinite, --max-time and --threads apply).
+    /// other flags only --steps, --epochs, --max-time, --patience, --skip-nonfinite and --threads apply).
     #[arg(long)]
     pub resume: bool,
     /// Seed of the initial weights, the dropout masks, the data order and any split of the data.
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
-    /// Stop cleanly after this many minutes (a decimal number), evaluating and saving first.
+    /// Train for this many minutes (a decimal number; the run's whole training time, counted on over
+    /// --resume): the learning rate's decay follows the elapsed fraction, reaching its floor as the
+    /// budget ends, and the run stops cleanly, evaluating and saving first. Without --steps or --epochs,
+    /// the budget alone decides the run's length.
     #[arg(long, value_name = "MINUTES", value_parser = crate::ranges::positive("--max-time (minutes)"))]
     max_time: Option<f64>,
     /// Evaluate on the validation data (and keep the best model) every N steps.
@@ -92,12 +94,15 @@ impl LoopArgs {
             clip: self.clip.unwrap_or(defaults.clip),
             schedule,
             warmup: self.warmup.unwrap_or(defaults.warmup),
-            epochs: self.epochs.or(if self.steps.is_some() {
-                None
-            } else {
-                fresh(defaults.epochs)
-            }),
+            epochs: self
+                .epochs
+                .or(if self.steps.is_some() || self.max_time.is_some() {
+                    None
+                } else {
+                    fresh(defaults.epochs)
+                }),
             steps: self.steps,
+            max_time: self.max_time,
             eval_every: self.eval_every.unwrap_or(defaults.eval_every),
             checkpoint_every: self.checkpoint_every.unwrap_or(defaults.checkpoint_every),
             patience: self.patience.or(fresh(defaults.patience)),
@@ -111,7 +116,7 @@ impl LoopArgs {
     }
 
     /// Applies `--threads` (before any worker thread starts) and checks `--device`, then gives the loop's
-    /// run options: `--resume` and `--max-time`, with a progress bar.
+    /// run options: `--resume`, with a progress bar.
     pub fn start(&self) -> anyhow::Result<RunOptions<'static>> {
         if let Some(threads) = self.threads {
             if threads == 0 {
@@ -125,16 +130,8 @@ impl LoopArgs {
             "cuda" => bail!("this seqlab was built without CUDA support; use --device cpu"),
             other => bail!("unknown --device {other:?}: expected cpu or cuda"),
         }
-        let max_time = match self.max_time {
-            Some(minutes) if !(minutes.is_finite() && minutes > 0.0) => {
-                bail!("--max-time must be a positive number of minutes, got {minutes}")
-            }
-            Some(minutes) => Some(Duration::from_secs_f64(minutes * 60.0)),
-            None => None,
-        };
         Ok(RunOptions {
             resume: self.resume,
-            max_time,
             progress: true,
             on_step: None,
         })
@@ -422,7 +419,7 @@ fn stack_defaults(d: &RecurrentConfig) -> Vec<(&'static str, String)> {
 
 impl<P: Pipeline> Loop<P> {
     /// Trains `model` with `config` into `--out`, the run's options from these flags (`--threads`,
-    /// `--device`, `--resume`, `--max-time`), with a progress bar: [`seqlab_train::pipeline::train`].
+    /// `--device`, `--resume`), with a progress bar: [`seqlab_train::pipeline::train`].
     pub fn train(
         &self,
         model: &P::ModelConfig,
@@ -443,12 +440,15 @@ pub fn print_summary(
     parameters: usize,
     unit: &str,
 ) -> std::io::Result<()> {
+    let of_total = summary
+        .total_steps
+        .map(|total| format!("/{total}"))
+        .unwrap_or_default();
     writeln!(
         out,
-        "{} at step {}/{} after {:.1} min ({:.0} {unit}/s); {parameters} parameters",
+        "{} at step {}{of_total} after {:.1} min ({:.0} {unit}/s); {parameters} parameters",
         summary.stopped,
         summary.steps,
-        summary.total_steps,
         summary.elapsed_s / 60.0,
         summary.tokens_per_s,
     )

@@ -419,3 +419,45 @@ fn train_without_data_learns_the_default_book() {
     ]));
     assert!(text.trim_end_matches('\n').chars().count() <= 5, "{text:?}");
 }
+
+#[test]
+fn max_time_alone_trains_for_the_budget_and_saves_it_in_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = write_text(dir.path());
+    let model = dir.path().join("lm");
+    let out = stdout(&seqlab(&[
+        "lm",
+        "train",
+        "--data",
+        text.to_str().unwrap(),
+        "--out",
+        model.to_str().unwrap(),
+        "--hidden",
+        "16",
+        "--embed",
+        "8",
+        "--batch",
+        "4",
+        "--seq-len",
+        "12",
+        "--max-time",
+        "0.03",
+    ]));
+    // No step count: the 1.8 s decide, however many passes over the text they hold.
+    let summary = out
+        .lines()
+        .find(|l| l.starts_with("stopped at --max-time at step "))
+        .unwrap_or_else(|| panic!("{out}"));
+    let steps = summary["stopped at --max-time at step ".len()..]
+        .split(' ')
+        .next()
+        .unwrap();
+    assert!(
+        steps.parse::<usize>().is_ok(),
+        "no step total expected: {summary}"
+    );
+    let config = std::fs::read_to_string(model.join("config.json")).unwrap();
+    let config: serde_json::Value = serde_json::from_str(&config).unwrap();
+    assert_eq!(config["train"]["max_time"], 0.03);
+    assert_eq!(config["train"]["epochs"], serde_json::Value::Null);
+}

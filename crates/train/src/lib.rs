@@ -77,7 +77,7 @@ pub use lm::{
 pub use model_dir::{ModelDir, FORMAT};
 pub use optim::{clip_factor, AdamW, AdamWConfig};
 pub use pipeline::{Loaded, Pipeline};
-pub use schedule::Schedule;
+pub use schedule::{decay_progress, Schedule};
 pub use trainer::{train, HasLoop, LoopConfig, NonFinite, RunOptions, Stopped, Task, TrainSummary};
 pub use translate::{
     load_translator, train_translator, LoadedTranslator, TranslatePipeline, TranslateTrainConfig,

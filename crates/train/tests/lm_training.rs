@@ -357,3 +357,118 @@ fn resume_after_the_data_file_changed_is_an_error_naming_the_directory() {
     assert!(message.contains("training data differs"), "{message}");
     assert!(message.contains(&out.display().to_string()), "{message}");
 }
+
+/// The settings of a run that its time budget alone ends: `minutes`, no step or epoch limit.
+fn budget_config(data: String, minutes: f64) -> LmTrainConfig {
+    let mut config = config(data, 1);
+    config.optim.steps = None;
+    config.optim.max_time = Some(minutes);
+    config.optim.eval_every = 20;
+    config.optim.checkpoint_every = 20;
+    config
+}
+
+/// The cosine schedule's learning rate at `progress` of the decay (peak 1e-2, floor 10%).
+fn cosine_at(progress: f64) -> f64 {
+    let (peak, floor) = (1e-2, 1e-3);
+    floor + (peak - floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress.clamp(0.0, 1.0)).cos())
+}
+
+/// Every `train` row after the warm-up has the learning rate of its elapsed fraction of the budget: the
+/// step's rate is computed as it starts, so at most a step's time before the row's time (printed to 10 ms).
+fn assert_follows_the_budget(rows: &[seqlab_train::metrics::MetricsRow], budget_s: f64) {
+    let train: Vec<_> = rows
+        .iter()
+        .filter(|r| r.split == "train" && r.step > 5)
+        .collect();
+    assert!(train.len() >= 3, "too few evaluations: {rows:?}");
+    for row in &train {
+        let p = row.elapsed_s / budget_s;
+        let (low, high) = (cosine_at(p + 0.01), cosine_at(p - 0.1));
+        assert!(
+            row.lr >= low * 0.995 && row.lr <= high * 1.005,
+            "step {} at {:.2} s of {budget_s} s: lr {} outside [{low}, {high}]",
+            row.step,
+            row.elapsed_s,
+            row.lr
+        );
+    }
+    for pair in train.windows(2) {
+        assert!(pair[1].lr <= pair[0].lr, "the rate rose: {pair:?}");
+    }
+}
+
+#[test]
+fn a_time_budget_anneals_the_learning_rate_over_the_time_and_ends_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = write_text(dir.path());
+    let out = dir.path().join("lm");
+    let minutes = 0.04; // 2.4 s
+    let report = train_lm(
+        &model(CellKind::Lstm, 0.0),
+        &budget_config(data, minutes),
+        &out,
+        RunOptions::default(),
+    )
+    .unwrap();
+    let s = &report.summary;
+    assert_eq!(s.stopped, Stopped::TimeBudget);
+    assert_eq!(s.total_steps, None, "the budget alone sets the length");
+    assert!(s.steps > 40, "{s:?}");
+    assert!(s.elapsed_s >= 2.4 && s.elapsed_s < 4.0, "{s:?}");
+    let rows = read_metrics(&out.join("metrics.csv")).unwrap();
+    assert_follows_the_budget(&rows, 2.4);
+    // The last step ran at the floor: its progress was within a step of the budget's end.
+    let last = rows.iter().rev().find(|r| r.split == "train").unwrap();
+    assert_eq!(last.step, s.steps);
+    assert!(last.lr < 1e-3 * 1.02, "{last:?}");
+}
+
+#[test]
+fn a_resumed_run_keeps_its_time_budget_and_a_spent_one_stops_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = write_text(dir.path());
+    let out = dir.path().join("lm");
+    let model = model(CellKind::Gru, 0.0);
+    let config = budget_config(data, 0.04);
+    let mut interrupt = |step: usize| {
+        if step == 30 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    };
+    let options = RunOptions {
+        on_step: Some(&mut interrupt),
+        ..Default::default()
+    };
+    let first = train_lm(&model, &config, &out, options).unwrap();
+    assert_eq!(first.summary.stopped, Stopped::Interrupted);
+    let resume = || RunOptions {
+        resume: true,
+        ..Default::default()
+    };
+    // The resumed invocation trains for what is left of the 2.4 s, not 2.4 s more.
+    let second = train_lm(&model, &config, &out, resume()).unwrap();
+    assert_eq!(second.summary.stopped, Stopped::TimeBudget);
+    assert!(second.summary.steps > 30);
+    let total = second.summary.elapsed_s;
+    assert!((2.4..4.0).contains(&total), "{:?}", second.summary);
+    let rows = read_metrics(&out.join("metrics.csv")).unwrap();
+    assert_follows_the_budget(&rows, 2.4);
+    // Spent: resuming again takes no step.
+    let third = train_lm(&model, &config, &out, resume()).unwrap();
+    assert_eq!(third.summary.stopped, Stopped::TimeBudget);
+    assert_eq!(third.summary.steps, second.summary.steps);
+    // A larger budget extends the run to the new total.
+    let mut longer = config.clone();
+    longer.optim.max_time = Some(0.06);
+    let fourth = train_lm(&model, &longer, &out, resume()).unwrap();
+    assert_eq!(fourth.summary.stopped, Stopped::TimeBudget);
+    assert!(fourth.summary.steps > third.summary.steps);
+    assert!(
+        (3.6..5.2).contains(&fourth.summary.elapsed_s),
+        "{:?}",
+        fourth.summary
+    );
+}

@@ -76,11 +76,10 @@ pub(crate) fn epoch_batch<T>(batches: &[T], index: usize) -> Result<&T> {
 pub struct RunOptions<'a> {
     /// Continue from the checkpoint in the model directory.
     pub resume: bool,
-    /// Stop cleanly (evaluate, save) once this much time has passed in this invocation.
-    pub max_time: Option<Duration>,
     /// Show a progress bar and a line per evaluation on stderr.
     pub progress: bool,
-    /// Called after every step with the step number; `Break` stops the run cleanly, as `max_time` does
+    /// Called after every step with the step number; `Break` stops the run cleanly, as a spent time budget
+    /// ([`LoopConfig::max_time`]) does
     /// (tests use it to interrupt a run).
     pub on_step: Option<&'a mut dyn FnMut(usize) -> ControlFlow<()>>,
 }
@@ -89,7 +88,6 @@ impl std::fmt::Debug for RunOptions<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunOptions")
             .field("resume", &self.resume)
-            .field("max_time", &self.max_time)
             .field("progress", &self.progress)
             .finish_non_exhaustive()
     }
@@ -100,7 +98,7 @@ impl std::fmt::Debug for RunOptions<'_> {
 pub enum Stopped {
     /// It took all its steps.
     Finished,
-    /// `--max-time` ran out.
+    /// The time budget (`--max-time`) ran out.
     TimeBudget,
     /// The validation loss stopped improving (`patience`).
     EarlyStopping,
@@ -113,8 +111,8 @@ pub enum Stopped {
 pub struct TrainSummary {
     /// Optimizer steps taken, earlier runs included.
     pub steps: usize,
-    /// Steps the run was planned for.
-    pub total_steps: usize,
+    /// Steps the run was planned for; `None` when its time budget alone decides its length.
+    pub total_steps: Option<usize>,
     /// Best validation loss and its step.
     pub best_valid: Option<(f64, usize)>,
     /// The last `train` row's loss.
@@ -157,15 +155,20 @@ pub fn train<T: Task>(
     let config = &config.resolved(task.batches_per_epoch());
     let mut run = run::Run::start(task, varmap, config, dir, fingerprint, &options)?;
     let started = Instant::now();
+    let budget_spent = |elapsed_s: f64| config.budget_s().is_some_and(|budget| elapsed_s >= budget);
     let mut stopped = Stopped::Finished;
-    while run.state.step < run.total {
+    if run.state.step < run.total && budget_spent(run.state.elapsed_s) {
+        // A resumed run whose budget was spent: nothing to do (a larger --max-time extends it).
+        stopped = Stopped::TimeBudget;
+    }
+    while run.state.step < run.total && stopped == Stopped::Finished {
         let step = run.step(task, started)?;
         if let Some(on_step) = options.on_step.as_mut() {
             if on_step(step).is_break() {
                 stopped = Stopped::Interrupted;
             }
         }
-        if options.max_time.is_some_and(|max| started.elapsed() >= max) {
+        if budget_spent(run.state.elapsed_s) {
             stopped = Stopped::TimeBudget;
         }
         let stopping = stopped != Stopped::Finished;

@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::init::named_vars;
 use crate::metrics::{loss_svg, read_metrics, write_metrics, MetricsRow};
 use crate::optim::{clip_factor, AdamW, AdamWConfig};
+use crate::schedule::decay_progress;
 
 /// A run in progress: where it stands, what it has measured, and the optimizer.
 pub(super) struct Run<'a> {
@@ -122,7 +123,7 @@ impl<'a> Run<'a> {
             }
         };
         Ok(Run {
-            progress: Progress::new(options.progress, total, state.step),
+            progress: Progress::new(options.progress, total, config.budget_s(), &state),
             elapsed_before: state.elapsed_s,
             last_checkpoint: (state.step > 0).then_some(state.step),
             state,
@@ -147,9 +148,14 @@ impl<'a> Run<'a> {
         let config = self.config;
         let state = &mut self.state;
         let step = state.step + 1;
-        let lr = config
-            .schedule
-            .lr(step, self.total, config.warmup, config.lr);
+        let elapsed_s = self.elapsed_before + started.elapsed().as_secs_f64();
+        let progress = decay_progress(
+            step,
+            self.total,
+            config.warmup,
+            config.budget_s().map(|budget| (elapsed_s, budget)),
+        );
+        let lr = config.schedule.lr(step, config.warmup, config.lr, progress);
         let t0 = Instant::now();
         let (loss, tokens) =
             task.train_batch(state.batch_in_epoch, step_seed(config.seed, step))?;
@@ -215,7 +221,8 @@ impl<'a> Run<'a> {
         state.elapsed_s = self.elapsed_before + started.elapsed().as_secs_f64();
         self.lr = lr;
         self.tokens_per_s = self.window.per_second();
-        self.progress.at(step, loss_value, self.tokens_per_s);
+        self.progress
+            .at(step, state.elapsed_s, loss_value, self.tokens_per_s);
         Ok(step)
     }
 
@@ -306,7 +313,7 @@ impl<'a> Run<'a> {
         self.progress.finish();
         TrainSummary {
             steps: self.state.step,
-            total_steps: self.total,
+            total_steps: (self.total != usize::MAX).then_some(self.total),
             best_valid: self.state.best_valid_loss.zip(self.state.best_step),
             last_train_loss: self
                 .rows

@@ -37,6 +37,11 @@ pub struct LoopConfig {
     pub epochs: Option<usize>,
     /// Optimizer steps; overrides `epochs`.
     pub steps: Option<usize>,
+    /// The run's time budget in minutes (`--max-time`): its training time, all invocations together
+    /// (`--resume` continues the count), after which it stops cleanly; the schedule's decay follows the
+    /// elapsed fraction of it ([`crate::schedule::decay_progress`]). With neither `steps` nor `epochs`,
+    /// the budget alone decides the run's length.
+    pub max_time: Option<f64>,
     /// Evaluate (and keep the best model) every this many steps, and at the end; 0: once per epoch.
     pub eval_every: usize,
     /// Write the resumable checkpoint `trainer/` every this many steps, and at the end; 0: once per epoch.
@@ -59,6 +64,7 @@ impl Default for LoopConfig {
             warmup: 50,
             epochs: None,
             steps: None,
+            max_time: None,
             eval_every: 100,
             checkpoint_every: 500,
             patience: None,
@@ -69,10 +75,20 @@ impl Default for LoopConfig {
 }
 
 impl LoopConfig {
-    /// The number of optimizer steps of the run: `steps`, else `epochs` (default 20) passes.
+    /// The number of optimizer steps of the run: `steps`, else `epochs` passes, else, for a run with a time
+    /// budget, no limit (`usize::MAX`: the budget ends it), else 20 passes.
     pub fn total_steps(&self, batches_per_epoch: usize) -> usize {
-        self.steps
-            .unwrap_or_else(|| self.epochs.unwrap_or(20) * batches_per_epoch)
+        match (self.steps, self.epochs, self.max_time) {
+            (Some(steps), _, _) => steps,
+            (None, Some(epochs), _) => epochs * batches_per_epoch,
+            (None, None, Some(_)) => usize::MAX,
+            (None, None, None) => 20 * batches_per_epoch,
+        }
+    }
+
+    /// The time budget in seconds, if any.
+    pub fn budget_s(&self) -> Option<f64> {
+        self.max_time.map(|minutes| minutes * 60.0)
     }
 
     /// These settings with `eval_every` and `checkpoint_every` of 0 (once per epoch) resolved for epochs of
@@ -92,6 +108,8 @@ impl LoopConfig {
     ///
     /// - `steps` or `epochs`, when either is set, replace the saved pair (`epochs` unset keeps the saved
     ///   one): the run is extended or shortened;
+    /// - `max_time`, when set: the run's new budget (its whole training time, earlier invocations included;
+    ///   a larger one than saved stretches the schedule's decay over the new budget);
     /// - `patience`, when set;
     /// - [`NonFinite::Skip`], when given.
     ///
@@ -101,6 +119,9 @@ impl LoopConfig {
         if given.steps.is_some() || given.epochs.is_some() {
             self.steps = given.steps;
             self.epochs = given.epochs.or(self.epochs);
+        }
+        if given.max_time.is_some() {
+            self.max_time = given.max_time;
         }
         if given.patience.is_some() {
             self.patience = given.patience;
@@ -130,6 +151,13 @@ impl LoopConfig {
                 "the clipping norm must be >= 0 (0 disables it), got {}",
                 self.clip
             ));
+        }
+        if let Some(minutes) = self.max_time {
+            if !(minutes.is_finite() && minutes > 0.0) {
+                return bad(format!(
+                    "--max-time must be a positive number of minutes, got {minutes}"
+                ));
+            }
         }
         if self.steps == Some(0) || self.epochs == Some(0) {
             return bad("--steps and --epochs must be at least 1".to_string());
