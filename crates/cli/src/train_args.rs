@@ -32,8 +32,9 @@ pub struct LoopArgs {
     /// Warm-up steps of the learning rate.
     #[arg(long, value_name = "N")]
     warmup: Option<usize>,
-    /// Learning-rate schedule after the warm-up: cosine (down to 10%) or constant.
-    #[arg(long, value_name = "cosine|constant")]
+    /// Learning-rate schedule after the warm-up: cosine (down to 10%), wsd (the peak, then a cosine down
+    /// to 10% over the last 30% of the run) or constant.
+    #[arg(long, value_name = "cosine|wsd|constant")]
     schedule: Option<String>,
     /// Passes over the training data.
     #[arg(long, value_name = "N", conflicts_with = "steps", value_parser = crate::ranges::at_least_one("--epochs"))]
@@ -85,7 +86,11 @@ impl LoopArgs {
             None => defaults.schedule,
             Some("cosine") => Schedule::default(),
             Some("constant") => Schedule::Constant,
-            Some(other) => bail!("unknown --schedule {other:?}: expected cosine or constant"),
+            Some("wsd") => Schedule::WarmupStableDecay {
+                decay: 0.3,
+                min_ratio: 0.1,
+            },
+            Some(other) => bail!("unknown --schedule {other:?}: expected cosine, wsd or constant"),
         };
         let fresh = |default: Option<usize>| if self.resume { None } else { default };
         Ok(LoopConfig {
@@ -388,6 +393,7 @@ fn loop_defaults(d: &LoopConfig) -> Vec<(&'static str, String)> {
             match d.schedule {
                 Schedule::Constant => "constant",
                 Schedule::Cosine { .. } => "cosine",
+                Schedule::WarmupStableDecay { .. } => "wsd",
             }
             .to_string(),
         ),

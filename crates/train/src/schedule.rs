@@ -14,6 +14,15 @@ pub enum Schedule {
         /// The final learning rate as a fraction of the peak.
         min_ratio: f64,
     },
+    /// Warm-up, stable, decay: the peak until the last `decay` fraction of the run, then half a cosine down
+    /// to `min_ratio` × peak at its end — the peak's fast progress for most of a short budget, and the
+    /// anneal at the end.
+    WarmupStableDecay {
+        /// The fraction of the run (after the warm-up) that the decay takes, in (0, 1].
+        decay: f64,
+        /// The final learning rate as a fraction of the peak.
+        min_ratio: f64,
+    },
 }
 
 impl Default for Schedule {
@@ -34,6 +43,15 @@ impl Schedule {
             Schedule::Cosine { min_ratio } => {
                 let min = peak * min_ratio;
                 min + (peak - min) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+            }
+            Schedule::WarmupStableDecay { decay, min_ratio } => {
+                let into_decay = (progress - (1.0 - decay)) / decay.max(f64::MIN_POSITIVE);
+                if into_decay <= 0.0 {
+                    return peak;
+                }
+                let min = peak * min_ratio;
+                let q = into_decay.min(1.0);
+                min + (peak - min) * 0.5 * (1.0 + (std::f64::consts::PI * q).cos())
             }
         }
     }
@@ -86,6 +104,14 @@ mod tests {
         );
         let s = Schedule::Cosine { min_ratio: 0.1 };
         assert!((s.lr(1000, 10, 1.0, 1.0) - 0.1).abs() < 1e-12);
+        let w = Schedule::WarmupStableDecay {
+            decay: 0.25,
+            min_ratio: 0.1,
+        };
+        assert_eq!(w.lr(20, 10, 1.0, 0.5), 1.0);
+        assert_eq!(w.lr(20, 10, 1.0, 0.75), 1.0);
+        assert!((w.lr(20, 10, 1.0, 0.875) - 0.55).abs() < 1e-12);
+        assert!((w.lr(20, 10, 1.0, 1.0) - 0.1).abs() < 1e-12);
         // During the warm-up the budget does not matter.
         assert_eq!(s.lr(5, 10, 1.0, 0.9), 0.5);
     }
