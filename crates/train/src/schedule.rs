@@ -45,7 +45,7 @@ impl Schedule {
                 min + (peak - min) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
             }
             Schedule::WarmupStableDecay { decay, min_ratio } => {
-                let into_decay = (progress - (1.0 - decay)) / decay.max(f64::MIN_POSITIVE);
+                let into_decay = (progress - (1.0 - decay)) / decay;
                 if into_decay <= 0.0 {
                     return peak;
                 }

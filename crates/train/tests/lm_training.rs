@@ -58,6 +58,17 @@ fn config(data: String, steps: usize) -> LmTrainConfig {
     }
 }
 
+/// An `on_step` callback that interrupts the run after step `stop_at`.
+fn interrupt_at(stop_at: usize) -> impl FnMut(usize) -> ControlFlow<()> {
+    move |step| {
+        if step == stop_at {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+}
+
 fn weights(path: &Path) -> HashMap<String, Vec<f32>> {
     load_tensors(path, &Device::Cpu)
         .unwrap()
@@ -162,13 +173,7 @@ fn resume_is_exact(cell: CellKind, layers: usize, stop_at: impl Fn(usize) -> usi
     let stop_at = stop_at(steps - a.state.batch_in_epoch);
 
     let parts = dir.path().join("parts");
-    let mut interrupt = |step: usize| {
-        if step == stop_at {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
-    };
+    let mut interrupt = interrupt_at(stop_at);
     let options = RunOptions {
         on_step: Some(&mut interrupt),
         ..Default::default()
@@ -431,13 +436,7 @@ fn a_resumed_run_keeps_its_time_budget_and_a_spent_one_stops_at_once() {
     let out = dir.path().join("lm");
     let model = model(CellKind::Gru, 0.0);
     let config = budget_config(data, 0.04);
-    let mut interrupt = |step: usize| {
-        if step == 30 {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
-    };
+    let mut interrupt = interrupt_at(30);
     let options = RunOptions {
         on_step: Some(&mut interrupt),
         ..Default::default()

@@ -159,6 +159,13 @@ impl LoopConfig {
                 ));
             }
         }
+        if let Schedule::WarmupStableDecay { decay, .. } = self.schedule {
+            if !(decay > 0.0 && decay <= 1.0) {
+                return bad(format!(
+                    "the schedule's decay fraction must be in (0, 1], got {decay}"
+                ));
+            }
+        }
         if self.steps == Some(0) || self.epochs == Some(0) {
             return bad("--steps and --epochs must be at least 1".to_string());
         }
@@ -189,3 +196,38 @@ macro_rules! has_loop {
 }
 
 pub(crate) use has_loop;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wsd_decay_outside_its_range_and_a_bad_budget_are_refused() {
+        let with = |schedule| LoopConfig {
+            schedule,
+            ..LoopConfig::default()
+        };
+        for decay in [0.0, -0.5, 1.5, f64::NAN] {
+            let config = with(Schedule::WarmupStableDecay {
+                decay,
+                min_ratio: 0.1,
+            });
+            assert!(config.validate().is_err(), "decay {decay} was accepted");
+        }
+        let wsd = with(Schedule::WarmupStableDecay {
+            decay: 0.3,
+            min_ratio: 0.1,
+        });
+        assert!(wsd.validate().is_ok());
+        for minutes in [0.0, -1.0, f64::INFINITY] {
+            let config = LoopConfig {
+                max_time: Some(minutes),
+                ..LoopConfig::default()
+            };
+            assert!(
+                config.validate().is_err(),
+                "--max-time {minutes} was accepted"
+            );
+        }
+    }
+}
