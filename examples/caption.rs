@@ -8,7 +8,6 @@
 //! (everything lands in `runs/caption/`; a second run only evaluates the model there).
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Result;
 use clap::Parser;
@@ -87,6 +86,7 @@ fn main() -> Result<()> {
             images: train_dir.join("images").display().to_string(),
             captions: train_dir.join("captions.txt").display().to_string(),
             optim: LoopConfig {
+                max_time: Some(args.minutes),
                 steps: Some(args.steps),
                 eval_every: 250,
                 seed: args.seed,
@@ -95,7 +95,6 @@ fn main() -> Result<()> {
             ..CaptionTrainConfig::default()
         };
         let options = RunOptions {
-            max_time: Some(Duration::from_secs_f64(args.minutes * 60.0)),
             progress: true,
             ..RunOptions::default()
         };

@@ -9,7 +9,6 @@
 //! `runs/char_generation`, and a second run only samples it).
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Result;
 use clap::Parser;
@@ -62,6 +61,7 @@ fn main() -> Result<()> {
             data: args.data.clone(),
             tokenizer: "char".into(),
             optim: LoopConfig {
+                max_time: Some(args.minutes),
                 epochs: Some(args.epochs),
                 seed: args.seed,
                 ..Default::default()
@@ -69,7 +69,6 @@ fn main() -> Result<()> {
             ..Default::default()
         };
         let options = RunOptions {
-            max_time: Some(Duration::from_secs_f64(args.minutes * 60.0)),
             progress: true,
             ..Default::default()
         };

@@ -8,7 +8,6 @@
 //! Run: `cargo run --release --example classify_news`
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{bail, Result};
 use clap::Parser;
@@ -61,6 +60,7 @@ fn main() -> Result<()> {
             data: args.train.clone(),
             labels: Some(args.labels.clone()),
             optim: LoopConfig {
+                max_time: Some(args.minutes),
                 epochs: Some(args.epochs),
                 seed: args.seed,
                 ..ClassifyTrainConfig::default().optim
@@ -68,7 +68,6 @@ fn main() -> Result<()> {
             ..ClassifyTrainConfig::default()
         };
         let options = RunOptions {
-            max_time: Some(Duration::from_secs_f64(args.minutes * 60.0)),
             progress: true,
             ..Default::default()
         };

@@ -9,7 +9,6 @@
 //! (the model lands in `runs/translate/model`; a second run only evaluates it).
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -62,6 +61,7 @@ fn main() -> Result<()> {
             max_words: Some(25),
             max_vocab: Some(4000),
             optim: LoopConfig {
+                max_time: Some(args.minutes),
                 steps: Some(args.steps),
                 eval_every: 200,
                 ..TranslateTrainConfig::default().optim
@@ -69,7 +69,6 @@ fn main() -> Result<()> {
             ..TranslateTrainConfig::default()
         };
         let options = RunOptions {
-            max_time: Some(Duration::from_secs_f64(args.minutes * 60.0)),
             progress: true,
             ..RunOptions::default()
         };

@@ -8,7 +8,6 @@
 //! Run: `cargo run --release --example word_generation -- --minutes 3`
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::Result;
 use clap::Parser;
@@ -70,6 +69,7 @@ fn main() -> Result<()> {
             batch: 32,
             seq_len: 35,
             optim: LoopConfig {
+                max_time: Some(args.minutes),
                 epochs: Some(args.epochs),
                 eval_every: 50,
                 seed: args.seed,
@@ -78,7 +78,6 @@ fn main() -> Result<()> {
             ..Default::default()
         };
         let options = RunOptions {
-            max_time: Some(Duration::from_secs_f64(args.minutes * 60.0)),
             progress: true,
             ..Default::default()
         };
